@@ -1,0 +1,140 @@
+"""The one ffmpeg/ffprobe runner: argument lists, a timeout, progress from ``-progress pipe:1``, and a
+:class:`MediaError` with the command and the tail of stderr when anything goes wrong."""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import shlex
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import MediaError
+
+log = logging.getLogger(__name__)
+
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
+STDERR_TAIL_LINES = 20
+DEFAULT_TIMEOUT_S = 6 * 3600.0
+
+ProgressCallback = Callable[[float], None]
+"""Called with the number of seconds of output written so far."""
+
+
+def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    what: str,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    progress: ProgressCallback | None = None,
+) -> str:
+    """Run ``ffmpeg`` with ``args`` (without the program name); return its stderr.
+
+    ``what`` names the job in error messages (e.g. "mixing room 'x'"). ffmpeg's progress lines on stdout
+    feed ``progress`` with the output time in seconds.
+    """
+    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-progress", "pipe:1", "-nostats", *args]
+    log.debug("running %s", shlex.join(cmd))
+    try:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"
+        )
+    except FileNotFoundError as exc:
+        raise MediaError(f"{what}: ffmpeg is not installed (apt-get install ffmpeg)", shlex.join(cmd)) from exc
+    stderr_lines: collections.deque[str] = collections.deque(maxlen=400)
+    reader = threading.Thread(target=_drain, args=(proc.stderr, stderr_lines), daemon=True)
+    reader.start()
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if progress and line.startswith("out_time_us="):
+                value = line.split("=", 1)[1].strip()
+                if value.isdigit():
+                    progress(int(value) / 1e6)
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+        reader.join(timeout=5)
+    stderr = "".join(stderr_lines)
+    if rc != 0:
+        reason = f"timed out after {timeout:.0f} s" if rc == -9 else f"exited with {rc}"
+        tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
+        raise MediaError(f"{what}: ffmpeg {reason}", shlex.join(cmd), tail)
+    return stderr
+
+
+def _drain(stream: object, sink: collections.deque[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        sink.append(line)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What ffprobe says about the first audio stream of a file."""
+
+    path: Path
+    codec: str
+    sample_rate: int
+    channels: int
+    duration: float
+    start_time: float
+    format_name: str
+
+
+def probe_audio(path: Path, *, what: str, timeout: float = 60.0) -> AudioInfo:
+    """Probe ``path`` with ffprobe; raise :class:`MediaError` unless it holds a decodable audio stream."""
+    cmd = [
+        FFPROBE, "-hide_banner", "-v", "error", "-print_format", "json",
+        "-show_format", "-show_streams", "-select_streams", "a:0", str(path),
+    ]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, errors="replace")
+    except FileNotFoundError as exc:
+        raise MediaError(f"{what}: ffprobe is not installed (apt-get install ffmpeg)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"{what}: ffprobe timed out after {timeout:.0f} s", shlex.join(cmd)) from exc
+    tail = "\n".join(done.stderr.splitlines()[-STDERR_TAIL_LINES:])
+    if done.returncode != 0:
+        raise MediaError(f"{what}: not a readable media file", shlex.join(cmd), tail)
+    data = json.loads(done.stdout or "{}")
+    streams = data.get("streams") or []
+    if not streams:
+        raise MediaError(f"{what}: the file has no audio stream", shlex.join(cmd), tail)
+    stream, fmt = streams[0], data.get("format", {})
+    duration = _number(stream.get("duration")) or _number(fmt.get("duration"))
+    if not duration or not math.isfinite(duration) or duration <= 0:
+        raise MediaError(f"{what}: the audio stream has no duration (empty or truncated file)", shlex.join(cmd))
+    return AudioInfo(
+        path=path,
+        codec=str(stream.get("codec_name", "?")),
+        sample_rate=int(_number(stream.get("sample_rate")) or 0),
+        channels=int(stream.get("channels") or 0),
+        duration=duration,
+        start_time=_number(stream.get("start_time")) or 0.0,
+        format_name=str(fmt.get("format_name", "?")),
+    )
+
+
+def check_decodes(path: Path, *, what: str, seconds: float = 2.0) -> None:
+    """Decode the first ``seconds`` of ``path``; raise :class:`MediaError` if ffmpeg cannot."""
+    run_ffmpeg(
+        ["-v", "error", "-xerror", "-t", f"{seconds}", "-i", str(path), "-map", "0:a:0", "-f", "null", "-"],
+        what=what,
+        timeout=60.0,
+    )
+
+
+def _number(value: object) -> float | None:
+    try:
+        result = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None

@@ -1,0 +1,349 @@
+"""The room manifest (``room.json``): its model and every validation rule.
+
+:func:`load_room` reads and checks a room folder and returns a :class:`Room`, or raises :class:`InvalidRoom`
+listing every problem at once, each naming the room and the file concerned.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import InvalidRoom, MediaError
+from pipeline.ffmpeg import AudioInfo, check_decodes, probe_audio
+
+MANIFEST_NAME = "room.json"
+VISIBILITIES = ("public", "unlisted", "private")
+ROLES = ("host", "cohost", "moderator", "speaker", "guest")
+SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+# Characters XML 1.0 cannot carry: a title holding one would make every feed of the show unreadable.
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+MAX_TITLE = 512
+MAX_DESCRIPTION = 4000
+# A speaker's consecutive tracks may overlap by this much (rejoin jitter) before it counts as a problem.
+SEGMENT_OVERLAP_TOLERANCE_S = 0.5
+
+
+@dataclass(frozen=True)
+class Speaker:
+    id: str
+    name: str
+    role: str = "speaker"
+    consent: bool = True
+
+
+@dataclass(frozen=True)
+class Track:
+    """One recorded segment of one speaker, placed at ``start`` seconds on the room clock."""
+
+    index: int
+    speaker: str
+    file: str
+    path: Path
+    start: float
+    info: AudioInfo
+
+    @property
+    def end(self) -> float:
+        return self.start + self.info.duration
+
+
+@dataclass(frozen=True)
+class Room:
+    id: str
+    show: str
+    title: str
+    folder: Path
+    speakers: tuple[Speaker, ...]
+    tracks: tuple[Track, ...]
+    description: str = ""
+    recorded_at: datetime | None = None
+    visibility: str = "public"
+    language: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def speaker(self, speaker_id: str) -> Speaker:
+        for speaker in self.speakers:
+            if speaker.id == speaker_id:
+                return speaker
+        raise KeyError(speaker_id)
+
+    @property
+    def consenting_speakers(self) -> tuple[Speaker, ...]:
+        return tuple(s for s in self.speakers if s.consent)
+
+    @property
+    def published_tracks(self) -> tuple[Track, ...]:
+        """Tracks of speakers who agreed to the replay: the only audio and words that are ever published."""
+        allowed = {s.id for s in self.consenting_speakers}
+        return tuple(t for t in self.tracks if t.speaker in allowed)
+
+    @property
+    def duration(self) -> float:
+        return max((t.end for t in self.tracks), default=0.0)
+
+    def speaker_names(self) -> dict[str, str]:
+        return {s.id: s.name for s in self.speakers}
+
+
+class _Problems:
+    """Collects problems; each one names the room and the file."""
+
+    def __init__(self, room_label: str) -> None:
+        self.room_label = room_label
+        self.items: list[str] = []
+
+    def add(self, file: str, message: str) -> None:
+        self.items.append(f"{self.room_label}: {file}: {message}")
+
+
+def load_room(folder: Path | str, *, probe: bool = True) -> Room:
+    """Read and validate the room in ``folder``. Raise :class:`InvalidRoom` listing every problem."""
+    folder = Path(folder)
+    label = f"room {folder.name!r}"
+    problems = _Problems(label)
+    manifest_path = folder / MANIFEST_NAME
+    data = _read_manifest(folder, manifest_path, problems)
+    if data is None:
+        raise InvalidRoom(folder.name, problems.items)
+    room_id = data.get("id") if isinstance(data.get("id"), str) else folder.name
+    problems.room_label = f"room {room_id!r}"
+    room = _build_room(folder, data, problems, probe=probe)
+    if problems.items or room is None:
+        raise InvalidRoom(str(room_id), problems.items)
+    return room
+
+
+def validate_room(folder: Path | str) -> list[str]:
+    """Every problem of the room in ``folder``; an empty list means the room is valid."""
+    try:
+        load_room(folder)
+    except InvalidRoom as exc:
+        return list(exc.problems)
+    return []
+
+
+def _read_manifest(folder: Path, path: Path, problems: _Problems) -> dict[str, Any] | None:
+    if not folder.is_dir():
+        problems.add(str(folder), "the room folder does not exist or is not a folder")
+        return None
+    if not path.is_file():
+        problems.add(MANIFEST_NAME, "the manifest is missing; every room folder needs a room.json")
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        problems.add(MANIFEST_NAME, f"the manifest is not UTF-8 text ({exc.reason} at byte {exc.start})")
+        return None
+    except json.JSONDecodeError as exc:
+        problems.add(MANIFEST_NAME, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+        return None
+    if not isinstance(data, dict):
+        problems.add(MANIFEST_NAME, "the manifest must be a JSON object")
+        return None
+    return data
+
+
+def _text(data: dict[str, Any], key: str, problems: _Problems, where: str, *, required: bool,
+          limit: int = MAX_TITLE) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            problems.add(MANIFEST_NAME, f"{where}missing required field {key!r}")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        problems.add(MANIFEST_NAME, f"{where}field {key!r} must be a non-empty string")
+        return None
+    if XML_FORBIDDEN.search(value):
+        problems.add(MANIFEST_NAME, f"{where}field {key!r} contains control characters that no feed can carry")
+        return None
+    if len(value) > limit:
+        problems.add(MANIFEST_NAME, f"{where}field {key!r} is longer than {limit} characters")
+        return None
+    return value.strip()
+
+
+def _slug(data: dict[str, Any], key: str, problems: _Problems, where: str = "") -> str | None:
+    value = _text(data, key, problems, where, required=True)
+    if value is not None and (not SLUG.match(value) or ".." in value):
+        problems.add(MANIFEST_NAME, f"{where}{key} {value!r} must be 1-128 letters, digits, '.', '_' or '-' "
+                     "(it becomes part of storage paths)")
+        return None
+    return value
+
+
+def _build_room(folder: Path, data: dict[str, Any], problems: _Problems, *, probe: bool) -> Room | None:
+    room_id = _slug(data, "id", problems)
+    show = _slug(data, "show", problems)
+    title = _text(data, "title", problems, "", required=True)
+    description = _text(data, "description", problems, "", required=False, limit=MAX_DESCRIPTION) or ""
+    visibility = data.get("visibility", "public")
+    if visibility not in VISIBILITIES:
+        problems.add(MANIFEST_NAME, f"unsupported visibility {visibility!r} (use one of {', '.join(VISIBILITIES)})")
+    language = data.get("language")
+    if language is not None and (not isinstance(language, str) or not LANGUAGE.match(language)):
+        problems.add(MANIFEST_NAME, f"language {language!r} is not a language code such as 'en' or 'pt-BR'")
+        language = None
+    recorded_at = _recorded_at(data.get("recorded_at"), problems)
+    speakers = _speakers(data.get("speakers"), problems)
+    tracks = _tracks(folder, data.get("tracks"), {s.id for s in speakers}, problems, probe=probe)
+    if speakers and tracks and not any(t.speaker in {s.id for s in speakers if s.consent} for t in tracks):
+        problems.add(MANIFEST_NAME, "no track belongs to a speaker who consented: there is nothing to publish")
+    _check_segments(tracks, problems)
+    if problems.items or room_id is None or show is None or title is None:
+        return None
+    known = {"id", "show", "title", "description", "recorded_at", "visibility", "language", "speakers", "tracks"}
+    return Room(
+        id=room_id, show=show, title=title, folder=folder.resolve(), speakers=tuple(speakers),
+        tracks=tuple(tracks), description=description, recorded_at=recorded_at, visibility=str(visibility),
+        language=language, extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def _recorded_at(value: Any, problems: _Problems) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.add(MANIFEST_NAME, "recorded_at must be an ISO 8601 date-time string")
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        problems.add(MANIFEST_NAME, f"recorded_at {value!r} is not an ISO 8601 date-time")
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _speakers(value: Any, problems: _Problems) -> list[Speaker]:
+    if value is None:
+        problems.add(MANIFEST_NAME, "missing required field 'speakers'")
+        return []
+    if not isinstance(value, list) or not value:
+        problems.add(MANIFEST_NAME, "'speakers' must be a non-empty list")
+        return []
+    speakers: list[Speaker] = []
+    seen: set[str] = set()
+    for n, item in enumerate(value):
+        where = f"speakers[{n}]: "
+        if not isinstance(item, dict):
+            problems.add(MANIFEST_NAME, f"{where}must be an object")
+            continue
+        speaker_id = _text(item, "id", problems, where, required=True, limit=128)
+        name = _text(item, "name", problems, where, required=True, limit=200)
+        role = item.get("role", "speaker")
+        if role not in ROLES:
+            problems.add(MANIFEST_NAME, f"{where}unknown role {role!r} (use one of {', '.join(ROLES)})")
+        consent = item.get("consent", True)
+        if not isinstance(consent, bool):
+            problems.add(MANIFEST_NAME, f"{where}consent must be true or false")
+        if speaker_id is None or name is None:
+            continue
+        if speaker_id in seen:
+            problems.add(MANIFEST_NAME, f"{where}duplicate speaker id {speaker_id!r}")
+            continue
+        seen.add(speaker_id)
+        speakers.append(Speaker(id=speaker_id, name=name, role=str(role), consent=consent is not False))
+    return speakers
+
+
+def _tracks(folder: Path, value: Any, speaker_ids: set[str], problems: _Problems, *, probe: bool) -> list[Track]:
+    if value is None:
+        problems.add(MANIFEST_NAME, "missing required field 'tracks'")
+        return []
+    if not isinstance(value, list) or not value:
+        problems.add(MANIFEST_NAME, "'tracks' must be a non-empty list")
+        return []
+    tracks: list[Track] = []
+    for n, item in enumerate(value):
+        where = f"tracks[{n}]: "
+        if not isinstance(item, dict):
+            problems.add(MANIFEST_NAME, f"{where}must be an object")
+            continue
+        speaker = item.get("speaker")
+        file = item.get("file")
+        start = item.get("start")
+        ok = True
+        if speaker is None:
+            problems.add(MANIFEST_NAME, f"{where}missing required field 'speaker'")
+            ok = False
+        elif speaker not in speaker_ids:
+            problems.add(MANIFEST_NAME, f"{where}unknown speaker id {speaker!r} (not in 'speakers')")
+            ok = False
+        if start is None:
+            problems.add(MANIFEST_NAME, f"{where}missing required field 'start'")
+            ok = False
+        elif isinstance(start, bool) or not isinstance(start, int | float) or not math.isfinite(start):
+            problems.add(MANIFEST_NAME, f"{where}start {start!r} must be a finite number of seconds")
+            ok = False
+        elif start < 0:
+            problems.add(MANIFEST_NAME, f"{where}start {start!r} is negative; offsets count from the room's start")
+            ok = False
+        if not isinstance(file, str) or not file:
+            problems.add(MANIFEST_NAME, f"{where}missing required field 'file'")
+            continue
+        path = _inside(folder, file, problems)
+        if path is None:
+            continue
+        info = _probe(path, file, problems) if probe else None
+        if ok and info is not None:
+            tracks.append(Track(index=n, speaker=str(speaker), file=file, path=path, start=float(start), info=info))
+    return tracks
+
+
+def _inside(folder: Path, file: str, problems: _Problems) -> Path | None:
+    """Resolve ``file`` inside the room folder, refusing anything that escapes it."""
+    relative = Path(file)
+    if relative.is_absolute() or file.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", file):
+        problems.add(file, "absolute paths are not allowed; track paths are relative to the room folder")
+        return None
+    if ".." in relative.parts or "\\" in file:
+        problems.add(file, "the path leaves the room folder ('..' is not allowed)")
+        return None
+    root = folder.resolve()
+    candidate = folder / relative
+    if not candidate.exists() and not candidate.is_symlink():
+        problems.add(file, "the track file is missing")
+        return None
+    resolved = candidate.resolve()
+    if not resolved.is_relative_to(root):
+        problems.add(file, "the path is a symbolic link pointing outside the room folder")
+        return None
+    if not resolved.is_file():
+        problems.add(file, "the track path is not a regular file")
+        return None
+    if resolved.stat().st_size == 0:
+        problems.add(file, "the track file is empty (0 bytes)")
+        return None
+    return resolved
+
+
+def _probe(path: Path, file: str, problems: _Problems) -> AudioInfo | None:
+    what = f"{problems.room_label}: {file}"
+    try:
+        info = probe_audio(path, what=what)
+        check_decodes(path, what=what)
+    except MediaError as exc:
+        detail = exc.stderr_tail.strip().splitlines()[-1] if exc.stderr_tail.strip() else ""
+        message = exc.message.split(": ", 2)[-1]
+        problems.add(file, f"not decodable audio: {message}" + (f" ({detail})" if detail else ""))
+        return None
+    return info
+
+
+def _check_segments(tracks: list[Track], problems: _Problems) -> None:
+    """One speaker's segments must not overlap: a person cannot be in the room twice."""
+    by_speaker: dict[str, list[Track]] = {}
+    for track in tracks:
+        by_speaker.setdefault(track.speaker, []).append(track)
+    for speaker, segments in by_speaker.items():
+        segments.sort(key=lambda t: t.start)
+        for before, after in zip(segments, segments[1:], strict=False):
+            if after.start < before.end - SEGMENT_OVERLAP_TOLERANCE_S:
+                problems.add(after.file, f"speaker {speaker!r}: this segment starts at {after.start:.2f} s, "
+                             f"before their previous segment {before.file!r} ends at {before.end:.2f} s")
