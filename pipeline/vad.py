@@ -44,8 +44,15 @@ class VadSettings:
     pad_s: float = 0.2
 
 
-def speech_regions(path: Path, *, what: str, settings: VadSettings = VadSettings()) -> tuple[SpeechRegion, ...]:
+def speech_regions(path: Path, *, what: str, settings: VadSettings | None = None) -> tuple[SpeechRegion, ...]:
     """Every speech region of the audio in ``path``, in track seconds, sorted and non-overlapping."""
+    regions = speech_regions_in(decode_blocks(path, what=what, block_s=BLOCK_S), settings or VadSettings())
+    log.debug("%s: %d speech regions, %.1f s of speech", what, len(regions), sum(r.duration for r in regions))
+    return regions
+
+
+def speech_regions_in(blocks: Iterator[np.ndarray], settings: VadSettings) -> tuple[SpeechRegion, ...]:
+    """Speech regions of a stream of 16 kHz mono blocks (see :func:`pipeline.audio.decode_blocks`)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     options = VadOptions(
@@ -58,7 +65,7 @@ def speech_regions(path: Path, *, what: str, settings: VadSettings = VadSettings
     carry = np.zeros(0, dtype=np.float32)
     offset = 0.0  # track time of carry[0]
     tail = int(OVERLAP_S * ANALYSIS_RATE)
-    for block, is_last in _with_last(decode_blocks(path, what=what, block_s=BLOCK_S)):
+    for block, is_last in _with_last(blocks):
         audio = np.concatenate([carry, block]) if carry.size else block
         stamps = get_speech_timestamps(audio, vad_options=options, sampling_rate=ANALYSIS_RATE)
         keep_until = float("inf") if is_last else offset + max(0.0, (audio.size - tail) / ANALYSIS_RATE)
@@ -69,9 +76,7 @@ def speech_regions(path: Path, *, what: str, settings: VadSettings = VadSettings
             regions.append(SpeechRegion(round(start, 3), round(offset + stamp["end"] / ANALYSIS_RATE, 3)))
         carry = audio[-tail:] if audio.size > tail else audio
         offset += (audio.size - carry.size) / ANALYSIS_RATE
-    merged = _merge(regions)
-    log.debug("%s: %d speech regions, %.1f s of speech", what, len(merged), sum(r.duration for r in merged))
-    return merged
+    return _merge(regions)
 
 
 def _with_last(blocks: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]:

@@ -1,0 +1,75 @@
+"""Per-track analysis: speech regions (VAD) and speech loudness, from one streamed decode of the track."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.audio import ANALYSIS_RATE, decode_blocks
+from pipeline.loudness import SILENCE_LUFS, SpeechMeter
+from pipeline.manifest import Track
+from pipeline.vad import BLOCK_S, SpeechRegion, VadSettings, speech_regions_in
+
+log = logging.getLogger(__name__)
+
+# A track whose decoded length differs from its container's duration by more than this is suspicious
+# (truncated upload, sender stalls): reported, never silently accepted.
+DRIFT_WARN_S = 2.0
+
+
+@dataclass(frozen=True)
+class TrackAnalysis:
+    """What the mixer and the transcriber need to know about one track (times in track seconds)."""
+
+    track_index: int
+    speaker: str
+    start: float
+    duration: float
+    regions: tuple[SpeechRegion, ...]
+    speech_lufs: float
+    decoded_s: float
+
+    @property
+    def speech_s(self) -> float:
+        return sum(r.duration for r in self.regions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"track_index": self.track_index, "speaker": self.speaker, "start": self.start,
+                "duration": self.duration, "regions": [[r.start, r.end] for r in self.regions],
+                "speech_lufs": self.speech_lufs, "decoded_s": self.decoded_s}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrackAnalysis:
+        return cls(int(data["track_index"]), str(data["speaker"]), float(data["start"]), float(data["duration"]),
+                   tuple(SpeechRegion(float(a), float(b)) for a, b in data["regions"]), float(data["speech_lufs"]),
+                   float(data["decoded_s"]))
+
+
+def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None) -> TrackAnalysis:
+    """Find the speech regions of ``track`` and measure the loudness of its speech, decoding it once."""
+    meter = SpeechMeter(ANALYSIS_RATE)
+    decoded = 0
+
+    def metered(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        nonlocal decoded
+        for block in blocks:
+            meter.feed(block)
+            decoded += block.size
+            yield block
+
+    regions = speech_regions_in(metered(decode_blocks(track.path, what=what, block_s=BLOCK_S)), vad or VadSettings())
+    decoded_s = decoded / ANALYSIS_RATE
+    speech_lufs = meter.loudness([(r.start, r.end) for r in regions]) if regions else SILENCE_LUFS
+    if speech_lufs <= SILENCE_LUFS and regions:
+        speech_lufs = meter.loudness()  # regions too short for a 400 ms block: fall back to the whole track
+    if abs(decoded_s - track.info.duration) > DRIFT_WARN_S:
+        log.warning("%s: decodes to %.1f s but its container says %.1f s (truncated file or clock drift?)",
+                    what, decoded_s, track.info.duration)
+    log.info("%s: %d speech regions, %.1f s of speech at %.1f LUFS", what, len(regions),
+             sum(r.duration for r in regions), speech_lufs)
+    return TrackAnalysis(track.index, track.speaker, track.start, track.info.duration, regions,
+                         round(speech_lufs, 2), round(decoded_s, 3))

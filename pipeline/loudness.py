@@ -1,0 +1,144 @@
+"""Loudness measurement (ITU-R BS.1770 / EBU R128).
+
+Two meters:
+- :class:`SpeechMeter` measures a track's loudness on its speech only, from the same 16 kHz blocks the VAD reads,
+  so levelling costs no extra decode. K-weighting is designed for the block's sample rate (bilinear transform);
+  at 16 kHz it ignores the little speech energy above 8 kHz, which moves the figure by a few tenths of a dB at most.
+- :func:`measure_file` runs ffmpeg's ``ebur128`` filter (integrated loudness, LRA, true peak) on a finished file.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import lfilter, lfilter_zi
+
+from pipeline.errors import MediaError
+from pipeline.ffmpeg import run_ffmpeg
+
+ABSOLUTE_GATE_LUFS = -70.0
+RELATIVE_GATE_LU = -10.0
+STEP_S = 0.1  # 400 ms gating blocks with 75 % overlap are four consecutive 100 ms steps
+SILENCE_LUFS = -120.0
+
+
+def _k_weighting(rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Coefficients of the two BS.1770 K-weighting stages (high shelf, then high pass) at ``rate``."""
+    def shelf(fc: float, gain_db: float, q: float) -> tuple[np.ndarray, np.ndarray]:
+        a = 10 ** (gain_db / 40)
+        w0 = 2 * math.pi * fc / rate
+        alpha = math.sin(w0) / (2 * q)
+        cos, root = math.cos(w0), 2 * math.sqrt(a) * alpha
+        b = [a * ((a + 1) + (a - 1) * cos + root), -2 * a * ((a - 1) + (a + 1) * cos),
+             a * ((a + 1) + (a - 1) * cos - root)]
+        d = [(a + 1) - (a - 1) * cos + root, 2 * ((a - 1) - (a + 1) * cos), (a + 1) - (a - 1) * cos - root]
+        return np.array(b) / d[0], np.array(d) / d[0]
+
+    def high_pass(fc: float, q: float) -> tuple[np.ndarray, np.ndarray]:
+        w0 = 2 * math.pi * fc / rate
+        alpha, cos = math.sin(w0) / (2 * q), math.cos(w0)
+        b = [(1 + cos) / 2, -(1 + cos), (1 + cos) / 2]
+        d = [1 + alpha, -2 * cos, 1 - alpha]
+        return np.array(b) / d[0], np.array(d) / d[0]
+
+    b1, a1 = shelf(1500.0, 4.0, 1 / math.sqrt(2))
+    b2, a2 = high_pass(38.0, 0.5)
+    return b1, a1, b2, a2
+
+
+class SpeechMeter:
+    """Accumulates K-weighted energy in 100 ms steps while blocks stream past; keeps O(duration / 100 ms) floats."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.b1, self.a1, self.b2, self.a2 = _k_weighting(rate)
+        self.z1 = lfilter_zi(self.b1, self.a1) * 0.0
+        self.z2 = lfilter_zi(self.b2, self.a2) * 0.0
+        self.step = int(rate * STEP_S)
+        self.pending = np.zeros(0, dtype=np.float64)
+        self.energies: list[float] = []
+
+    def feed(self, block: np.ndarray) -> None:
+        weighted, self.z1 = lfilter(self.b1, self.a1, block.astype(np.float64), zi=self.z1)
+        weighted, self.z2 = lfilter(self.b2, self.a2, weighted, zi=self.z2)
+        data = np.concatenate([self.pending, weighted]) if self.pending.size else weighted
+        whole = data.size // self.step * self.step
+        if whole:
+            self.energies.extend(np.mean(np.square(data[:whole]).reshape(-1, self.step), axis=1).tolist())
+        self.pending = data[whole:]
+
+    def loudness(self, regions: Sequence[tuple[float, float]] | None = None) -> float:
+        """Gated integrated loudness (LUFS) of the 400 ms blocks lying inside ``regions`` (all blocks if None)."""
+        steps = np.asarray(self.energies)
+        if steps.size < 4:
+            return SILENCE_LUFS
+        blocks = np.convolve(steps, np.ones(4) / 4, mode="valid")  # block k covers steps k..k+3
+        if regions is not None:
+            starts = np.arange(blocks.size) * STEP_S
+            inside = np.zeros(blocks.size, dtype=bool)
+            for start, end in regions:
+                inside |= (starts >= start - 1e-9) & (starts + 0.4 <= end + 1e-9)
+            blocks = blocks[inside]
+        return gated_loudness(blocks)
+
+
+def gated_loudness(block_energies: np.ndarray) -> float:
+    """BS.1770 integrated loudness from mean-square energies of 400 ms blocks (absolute, then relative gate)."""
+    def lufs(energy: np.ndarray | float) -> np.ndarray | float:
+        return -0.691 + 10 * np.log10(np.maximum(energy, 1e-30))
+
+    kept = block_energies[lufs(block_energies) > ABSOLUTE_GATE_LUFS]
+    if kept.size == 0:
+        return SILENCE_LUFS
+    relative = float(lufs(np.mean(kept))) + RELATIVE_GATE_LU
+    kept = kept[lufs(kept) > relative]
+    return float(lufs(np.mean(kept))) if kept.size else SILENCE_LUFS
+
+
+@dataclass(frozen=True)
+class LoudnessReport:
+    integrated_lufs: float
+    range_lu: float
+    true_peak_dbtp: float
+
+
+_SUMMARY = {
+    "integrated_lufs": re.compile(r"I:\s+(-?[\d.]+|-inf)\s+LUFS"),
+    "range_lu": re.compile(r"LRA:\s+(-?[\d.]+|-inf)\s+LU\b"),
+    "true_peak_dbtp": re.compile(r"Peak:\s+(-?[\d.]+|-inf)\s+dBFS"),
+}
+
+
+def measure_file(path: Path, *, what: str) -> LoudnessReport:
+    """Integrated loudness, loudness range and true peak of ``path`` from ffmpeg's ebur128 summary."""
+    stderr = run_ffmpeg(
+        ["-v", "info", "-i", str(path), "-map", "0:a:0", "-af", "ebur128=peak=true:framelog=verbose",
+         "-f", "null", "-"],
+        what=what,
+    )
+    return parse_ebur128_summary(stderr, what=what)
+
+
+def parse_ebur128_summary(stderr: str, *, what: str) -> LoudnessReport:
+    summary = stderr[stderr.rfind("Summary:"):] if "Summary:" in stderr else ""
+    values: dict[str, float] = {}
+    for name, pattern in _SUMMARY.items():
+        found = pattern.search(summary)
+        if not found:
+            raise MediaError(f"{what}: ffmpeg's ebur128 summary has no {name}", stderr_tail=summary[-1500:])
+        values[name] = float("-inf") if found.group(1) == "-inf" else float(found.group(1))
+    return LoudnessReport(**values)
+
+
+def parse_integrated(stderr: str) -> float:
+    """Integrated loudness from an ebur128 summary (SILENCE_LUFS for a silent input)."""
+    summary = stderr[stderr.rfind("Summary:"):] if "Summary:" in stderr else ""
+    found = _SUMMARY["integrated_lufs"].search(summary)
+    if not found or found.group(1) == "-inf":
+        return SILENCE_LUFS
+    return float(found.group(1))
