@@ -1,0 +1,73 @@
+"""Plain, detached records that the catalog returns and the feed builder reads.
+
+They carry no SQLAlchemy state, so they can cross process boundaries and be used after the session closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+EPISODE_STATUSES = ("pending", "processing", "published", "failed", "unpublished")
+
+
+@dataclass(frozen=True)
+class AssetRecord:
+    """One published object of an episode. ``name`` is the file name in the storage layout (``replay.mp3``,
+    ``transcript.vtt``, ``chapters.json``...); ``key`` is the full object key."""
+
+    name: str
+    key: str
+    size: int
+    content_type: str
+    md5: str = ""
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    """A consenting speaker as listed in the feed (``podcast:person``)."""
+
+    name: str
+    role: str = "guest"
+
+
+@dataclass(frozen=True)
+class ShowRecord:
+    id: str
+    title: str
+    author: str
+    owner_name: str
+    owner_email: str
+    description: str
+    language: str = "en"
+    category: str = "Technology"
+    subcategory: str | None = None
+    explicit: bool = False
+    link: str | None = None
+    artwork_key: str | None = None
+    max_items: int = 300
+    private_token: str | None = None
+    locked: bool = True
+
+
+@dataclass(frozen=True)
+class EpisodeRecord:
+    id: str
+    show: str
+    title: str
+    description: str
+    visibility: str
+    guid: str
+    status: str = "pending"
+    stage: str = ""
+    progress: float = 0.0
+    error: str = ""
+    language: str | None = None
+    recorded_at: datetime | None = None
+    published_at: datetime | None = None
+    duration_s: float = 0.0
+    assets: tuple[AssetRecord, ...] = field(default_factory=tuple)
+    persons: tuple[PersonRecord, ...] = field(default_factory=tuple)
+
+    def asset(self, name: str) -> AssetRecord | None:
+        return next((a for a in self.assets if a.name == name), None)
