@@ -1,0 +1,104 @@
+"""roomcast's one configuration object, read at the entry points (CLI, worker) and passed down explicitly.
+
+Sources, later ones winning: built-in defaults, an optional TOML file (``--config`` or ``ROOMCAST_CONFIG``, table
+``[roomcast]`` or top level), ``ROOMCAST_*`` environment variables, then command-line options.
+S3 endpoints and credentials are boto3's business (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, profiles).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import RoomcastError
+
+DEFAULT_HOME = Path("roomcast-data")
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "roomcast"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an entry point needs. ``store`` is a folder or ``s3://bucket/prefix``."""
+
+    store: str = str(DEFAULT_HOME / "store")
+    public_url: str | None = None
+    database_url: str = f"sqlite:///{DEFAULT_HOME / 'catalog.sqlite'}"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str | None = None
+    model: str = "tiny.en"
+    cache_dir: Path = dataclasses.field(default_factory=_default_cache)
+    work_dir: Path = DEFAULT_HOME / "work"
+    shows_config: Path | None = None
+    cpu_threads: int = 1
+    transcribe: bool = True
+    min_chapter_s: float = 30.0
+    channels: int = 1
+    opus: bool = False
+    scan_interval_s: float = 300.0
+
+    @property
+    def model_cache(self) -> Path:
+        return self.cache_dir / "models"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_ENV = {
+    "ROOMCAST_STORE": ("store", str),
+    "ROOMCAST_PUBLIC_URL": ("public_url", str),
+    "ROOMCAST_DATABASE_URL": ("database_url", str),
+    "ROOMCAST_BROKER_URL": ("broker_url", str),
+    "ROOMCAST_RESULT_BACKEND": ("result_backend", str),
+    "ROOMCAST_MODEL": ("model", str),
+    "ROOMCAST_CACHE_DIR": ("cache_dir", Path),
+    "ROOMCAST_WORK_DIR": ("work_dir", Path),
+    "ROOMCAST_SHOWS": ("shows_config", Path),
+    "ROOMCAST_CPU_THREADS": ("cpu_threads", int),
+    "ROOMCAST_MIN_CHAPTER_S": ("min_chapter_s", float),
+    "ROOMCAST_CHANNELS": ("channels", int),
+}
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from defaults, the TOML file, the environment and ``overrides`` (None values are ignored)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = config_file or (Path(env["ROOMCAST_CONFIG"]) if env.get("ROOMCAST_CONFIG") else None)
+    if path is not None:
+        values.update(_from_toml(path))
+    for name, (field, kind) in _ENV.items():
+        if env.get(name):
+            try:
+                values[field] = kind(env[name])
+            except ValueError as exc:
+                raise RoomcastError(f"{name}={env[name]!r} is not a valid {kind.__name__}") from exc
+    if "shows_config" not in values and Path("shows.toml").is_file():
+        values["shows_config"] = Path("shows.toml")
+    return Settings().replace(**values).replace(**overrides)
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RoomcastError(f"configuration file {path}: {exc}") from exc
+    table = data.get("roomcast", data)
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    unknown = sorted(k for k in table if k not in fields and k != "shows")
+    if unknown:
+        raise RoomcastError(f"configuration file {path}: unknown setting(s) {', '.join(unknown)}")
+    result: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in fields:
+            result[key] = Path(value) if key in ("cache_dir", "work_dir", "shows_config") else value
+    return result
