@@ -1,0 +1,201 @@
+"""Mixing and mastering against independent measurements: alignment, levelling, gating, loudness, true peak and
+embedded chapters, on rooms built here from espeak-ng speech and generated clicks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import pytest
+from mutagen.id3 import ID3
+from mutagen.mp4 import MP4
+
+from pipeline.analysis import analyse_track
+from pipeline.chapters import Chapter
+from pipeline.manifest import load_room
+from pipeline.master import MasterSettings, Tags, master
+from pipeline.mix import MixSettings, mix
+
+RATE = 44_100
+LINES = [
+    "Welcome to the room. Today we are talking about how to ship audio products that people love.",
+    "Thanks for having me. The hardest part is getting every voice to sound the same in the replay.",
+    "I agree with that. Quiet guests are always a problem when the host has a much better microphone.",
+    "And the noise floor adds up when you sum many tracks, so you have to gate the silence between phrases.",
+]
+# (file, codec args, sample rate, speech level in dBFS, start offset on the room clock)
+LAYOUT = [
+    ("a.opus", ["-c:a", "libopus", "-b:a", "64k"], 48_000, -8.0, 0.0),
+    ("b.mp3", ["-c:a", "libmp3lame", "-b:a", "64k"], 22_050, -28.0, 7.25),
+    ("c.wav", ["-c:a", "pcm_s16le"], 44_100, -18.0, 13.6),
+    ("d.flac", ["-c:a", "flac"], 16_000, -24.0, 20.3),
+]
+SPEECH_AT = 1.5  # seconds into each track where its speech starts
+
+
+def _espeak(text: str, voice: str, out: Path) -> np.ndarray:
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(out), text], check=True)
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-ac", "1", "-ar", str(RATE), "-f", "f32le", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, dtype=np.float32).astype(np.float64)
+
+
+def _write(samples: np.ndarray, rate_in: int, path: Path, codec: list[str], rate: int, channels: int = 1) -> None:
+    raw = samples.astype(np.float32).tobytes()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", str(rate_in), "-ac", "1", "-i", "-",
+                    "-ar", str(rate), "-ac", str(channels), *codec, str(path)], input=raw, check=True)
+
+
+@pytest.fixture(scope="module")
+def room_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four speakers, 20 dB apart, four codecs and rates, a noise floor; truth.json says where speech is."""
+    folder = tmp_path_factory.mktemp("mixroom")
+    (folder / "tracks").mkdir()
+    rng = np.random.default_rng(3)
+    voices = ["en-us+f3", "en-gb+m3", "en-us+m1", "en+f4"]
+    speakers, tracks, truth = [], [], []
+    for n, ((name, codec, rate, level, start), line, voice) in enumerate(zip(LAYOUT, LINES, voices, strict=True)):
+        speech = _espeak(line, voice, folder / f"raw{n}.wav")
+        speech = speech / np.sqrt(np.mean(speech[np.abs(speech) > 0.01] ** 2)) * 10 ** (level / 20)
+        body = np.zeros(int((SPEECH_AT + speech.size / RATE + 2.0) * RATE))
+        at = int(SPEECH_AT * RATE)
+        body[at:at + speech.size] += speech
+        body += rng.normal(0, 10 ** (-62 / 20), body.size)
+        _write(body, RATE, folder / "tracks" / name, codec, rate, channels=2 if name == "c.wav" else 1)
+        (folder / f"raw{n}.wav").unlink()
+        speakers.append({"id": f"s{n}", "name": f"Speaker {n}", "role": "host" if n == 0 else "speaker"})
+        tracks.append({"speaker": f"s{n}", "file": f"tracks/{name}", "start": start})
+        truth.append({"speaker": f"s{n}", "start": start + SPEECH_AT, "end": start + SPEECH_AT + speech.size / RATE})
+    manifest = {"id": "mix-test", "show": "tests", "title": "Mix test", "speakers": speakers, "tracks": tracks}
+    (folder / "room.json").write_text(json.dumps(manifest))
+    (folder / "truth.json").write_text(json.dumps(truth))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def mastered(room_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    out = tmp_path_factory.mktemp("mastered")
+    room = load_room(room_dir)
+    analyses = [analyse_track(t, what=t.file) for t in room.tracks]
+    mixed = mix(room, analyses, out / "mix.wav")
+    duration = mixed.plan.duration
+    chapters = [Chapter(0.0, duration / 2, "Intro & <welcome>", "s0"), Chapter(duration / 2, duration, "Zoë's turn", "s1")]
+    result = master(mixed.path, mixed.loudness_lufs, out, tags=Tags("Mix & <test>", "Speaker 0", "tests"),
+                    chapters=chapters, what="mix-test")
+    return {"room": room, "mix": mixed, "master": result, "out": out, "chapters": chapters,
+            "truth": json.loads((room_dir / "truth.json").read_text())}
+
+
+def _decode(path: Path) -> np.ndarray:
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-ac", "1", "-ar", str(RATE), "-f", "f32le", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, dtype=np.float32).astype(np.float64)
+
+
+def _ebur128(path: Path) -> tuple[float, float]:
+    err = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af", "ebur128=peak=true",
+                          "-f", "null", "-"], capture_output=True, text=True).stderr
+    summary = err[err.rfind("Summary:"):]
+    integrated = float(summary.split("I:")[1].split("LUFS")[0])
+    peak = float(summary.split("Peak:")[1].split("dBFS")[0])
+    return integrated, peak
+
+
+@pytest.mark.parametrize("name", ["replay.mp3", "replay.m4a"])
+def test_master_hits_target_on_the_encoded_file(mastered: dict[str, object], name: str) -> None:
+    path = mastered["out"] / name  # type: ignore[operator]
+    integrated, peak = _ebur128(path)
+    assert abs(integrated - (-19.0)) <= 0.5, integrated
+    assert peak <= -1.0, peak
+    independent = pyloudnorm.Meter(RATE).integrated_loudness(_decode(path))
+    assert abs(independent - (-19.0)) <= 0.5, independent
+
+
+def test_speakers_20_db_apart_end_up_within_2_lu(mastered: dict[str, object]) -> None:
+    audio = _decode(mastered["out"] / "replay.mp3")  # type: ignore[operator]
+    shift = mastered["mix"].plan.trim_start  # type: ignore[attr-defined]
+    meter = pyloudnorm.Meter(RATE)
+    levels = []
+    for turn in mastered["truth"]:  # type: ignore[attr-defined]
+        a, b = int((turn["start"] - shift) * RATE), int((turn["end"] - shift) * RATE)
+        levels.append(meter.integrated_loudness(audio[a:b]))
+    assert max(levels) - min(levels) <= 2.0, levels
+
+
+def test_noise_between_phrases_does_not_add_up(mastered: dict[str, object]) -> None:
+    """In stretches where nobody speaks, the mix is no noisier than one track's own noise floor (+3 dB)."""
+    audio = _decode(mastered["out"] / "replay.mp3")  # type: ignore[operator]
+    shift = mastered["mix"].plan.trim_start  # type: ignore[attr-defined]
+    truth = mastered["truth"]  # type: ignore[attr-defined]
+    busy = np.zeros(audio.size, dtype=bool)
+    for turn in truth:
+        busy[max(0, int((turn["start"] - shift - 0.6) * RATE)):int((turn["end"] - shift + 0.6) * RATE)] = True
+    quiet = audio[~busy]
+    assert quiet.size > RATE, "the test room needs silent stretches"
+    mix_floor_db = 20 * np.log10(np.sqrt(np.mean(quiet ** 2)) + 1e-12)
+    single_floor_db = -62.0  # what every track was generated with
+    assert mix_floor_db <= single_floor_db + 3.0, mix_floor_db
+
+
+def test_chapters_embedded_in_both_files(mastered: dict[str, object]) -> None:
+    out: Path = mastered["out"]  # type: ignore[assignment]
+    chapters: list[Chapter] = mastered["chapters"]  # type: ignore[assignment]
+    tags = ID3(out / "replay.mp3")
+    assert tags.version[:2] == (2, 3)
+    chaps = sorted(tags.getall("CHAP"), key=lambda c: c.start_time)
+    assert [c.sub_frames["TIT2"].text[0] for c in chaps] == [c.title for c in chapters]
+    assert [c.start_time for c in chaps] == [int(round(c.start * 1000)) for c in chapters]
+    assert tags.getall("CTOC")[0].child_element_ids == [c.element_id for c in chaps]
+    assert tags["TIT2"].text[0] == "Mix & <test>"
+    m4a = MP4(out / "replay.m4a")
+    assert [c.title for c in m4a.chapters] == [c.title for c in chapters]
+    probed = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json",
+                                        str(out / "replay.m4a")], capture_output=True, check=True).stdout)
+    assert [float(c["start_time"]) for c in probed["chapters"]] == pytest.approx([c.start for c in chapters], abs=0.01)
+
+
+def test_dead_air_is_trimmed(mastered: dict[str, object]) -> None:
+    plan = mastered["mix"].plan  # type: ignore[attr-defined]
+    first_word = min(t["start"] for t in mastered["truth"])  # type: ignore[attr-defined]
+    assert 0 < plan.trim_start <= first_word
+    assert first_word - plan.trim_start <= 1.0
+
+
+@pytest.fixture(scope="module")
+def click_room(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[float]]:
+    """Tracks of noise with one click each, in four formats, one with a container start time of 1.5 s."""
+    folder = tmp_path_factory.mktemp("clicks")
+    rng = np.random.default_rng(5)
+    layout = [("a.opus", ["-c:a", "libopus"], 48_000, 0.0, 2.0), ("b.mp3", ["-c:a", "libmp3lame"], 22_050, 3.37, 1.1),
+              ("c.wav", ["-c:a", "pcm_s16le"], 44_100, 5.021, 2.5), ("d.mka", ["-c:a", "flac", "-output_ts_offset",
+                                                                               "1.5"], 16_000, 8.5, 0.7)]
+    tracks, expected = [], []
+    for n, (name, codec, rate, start, click_at) in enumerate(layout):
+        body = rng.normal(0, 0.001, int(6 * RATE))
+        at = int(click_at * RATE)
+        body[at:at + 40] = 0.8
+        _write(body, RATE, folder / name, codec, rate)
+        tracks.append({"speaker": f"s{n}", "file": name, "start": start})
+        expected.append(start + click_at)
+    speakers = [{"id": f"s{n}", "name": f"S{n}"} for n in range(len(layout))]
+    (folder / "room.json").write_text(json.dumps({"id": "clicks", "show": "tests", "title": "Clicks",
+                                                  "speakers": speakers, "tracks": tracks}))
+    return folder, expected
+
+
+def test_tracks_land_on_their_offsets_within_20_ms(click_room: tuple[Path, list[float]], tmp_path: Path) -> None:
+    folder, expected = click_room
+    room = load_room(folder)
+    analyses = [analyse_track(t, what=t.file) for t in room.tracks]
+    no_gate = MixSettings(gate_floor_db=0.0, compressor_ratio=1.0)
+    mixed = mix(room, analyses, tmp_path / "mix.wav", settings=no_gate)
+    audio = _decode(mixed.path)
+    for when in expected:
+        expected_at = when - mixed.plan.trim_start
+        lo = int((expected_at - 0.5) * RATE)
+        window = np.abs(audio[lo:lo + RATE])
+        onset = lo + int(np.argmax(window > 0.5 * window.max()))
+        assert abs(onset / RATE - expected_at) <= 0.020, (when, onset / RATE - expected_at)
