@@ -141,10 +141,12 @@ def test_noise_and_tones_give_an_empty_transcript(clip: str, clips: dict, model:
 @pytest.mark.parametrize("clip", ["noise", "tone"])
 def test_guards_drop_what_whisper_invents_in_non_speech(clip: str, clips: dict, model: SpeechModel) -> None:
     # Hand the model the whole clip as if the VAD had called it speech: the guards must still return nothing.
+    # Whisper's temperature fallback samples at random, so what it invents differs from run to run: try thrice.
     calls = model.calls
     regions = (SpeechRegion(0.0, 8.0), SpeechRegion(9.0, 19.0))
-    assert _run(clips[clip], model, regions=regions).segments == ()
-    assert model.calls == calls + 1
+    for _ in range(3):
+        assert _run(clips[clip], model, regions=regions).segments == ()
+    assert model.calls == calls + 3
 
 
 @pytest.mark.model
