@@ -158,7 +158,8 @@ def transcribe_track(path: Path, regions: Sequence[SpeechRegion], *, track_index
     check_language(model, language, what=what)
     if not regions:
         return TrackTranscript(track_index, speaker, language or "und", ())
-    language = language or detect_language(path, regions, model, what=what)
+    # Whisper knows "en", not "en-GB": a room's regional tag is reduced to its language.
+    language = language.split("-")[0].lower() if language else detect_language(path, regions, model, what=what)
     words: list[Word] = []
     for chunk in _pack(_split_long(regions, settings.max_region_s), settings):
         audio, pieces = _decode_chunk(path, chunk, settings.gap_s, what=what)
@@ -314,6 +315,6 @@ def _to_words(raw: Iterable[Any], pieces: Sequence[_Piece], offset: float, speak
         start = min(max(w.start, piece.chunk_start), piece.chunk_end)
         end = min(max(w.end, start), piece.chunk_end)
         shift = offset + piece.track_start - piece.chunk_start
-        words.append(Word(round(start + shift, 3), round(end + shift, 3), w.word.strip(), speaker,
+        words.append(Word(round(float(start + shift), 3), round(float(end + shift), 3), w.word.strip(), speaker,
                           round(float(w.probability), 3)))
     return words

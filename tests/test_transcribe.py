@@ -91,7 +91,7 @@ def _run(path: Path, model: SpeechModel, regions: tuple[SpeechRegion, ...] | Non
          speaker: str = "u1") -> TrackTranscript:
     regions = speech_regions(path, what=path.name) if regions is None else regions
     return transcribe_track(path, regions, track_index=0, speaker=speaker, offset=TRACK_OFFSET, model=model,
-                            language="en", what=path.name)
+                            language="en-US", what=path.name)
 
 
 @pytest.mark.model
@@ -111,7 +111,7 @@ def test_speech_is_transcribed_on_the_room_clock(clips: dict, model: SpeechModel
         near = [w for w in words if start - 0.5 <= w.start and w.end <= end + 0.5]
         assert abs(near[0].start - start) <= 0.5
         assert abs(near[-1].end - end) <= 0.5
-    assert all(w.start <= w.end for w in words)
+    assert all(w.start <= w.end and type(w.start) is float and type(w.end) is float for w in words)
     assert [w.start for w in words] == sorted(w.start for w in words)
 
 
