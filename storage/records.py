@@ -33,6 +33,9 @@ class PersonRecord:
 
 @dataclass(frozen=True)
 class ShowRecord:
+    """A show as the feed lists it. ``artwork_path`` is the local image file configured in ``shows.toml`` (None:
+    a generated cover); ``artwork_key`` is the published object."""
+
     id: str
     title: str
     author: str
@@ -48,6 +51,7 @@ class ShowRecord:
     max_items: int = 300
     private_token: str | None = None
     locked: bool = True
+    artwork_path: str | None = None
 
 
 @dataclass(frozen=True)

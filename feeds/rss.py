@@ -1,0 +1,244 @@
+"""The show's podcast feed: RSS 2.0 with iTunes and Podcasting 2.0 tags, built from catalog records.
+
+The feed only ever points at objects the caller says exist: an episode without a ``replay.mp3`` asset is left out
+(with a warning) rather than failing the whole show's feed, so one broken episode never blocks the others. Item guids
+come from the catalog and never change across re-publishing. Text is passed through lxml (which escapes it) after
+characters XML 1.0 cannot carry at all have been removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+from feedgen.entry import FeedEntry
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from feeds.podcast_ext import PodcastIndexEntryExtension, PodcastIndexExtension, feed_guid
+from pipeline.errors import FeedError
+from storage.records import AssetRecord, EpisodeRecord, PersonRecord, ShowRecord
+
+log = logging.getLogger(__name__)
+
+ITUNES_NS = "http://www.itunes.com/dtds/podcast-1.0.dtd"
+DESCRIPTION_MAX_BYTES = 4000  # Apple Podcasts' limit for channel and episode descriptions
+REPLAY_ASSET = "replay.mp3"
+ALTERNATE_ASSETS = {"replay.m4a": "audio/mp4"}
+# Listed in the order apps should prefer them: VTT first (voice spans carry the speaker names).
+TRANSCRIPT_ASSETS = {
+    "transcript.vtt": ("text/vtt", "captions"),
+    "transcript.srt": ("application/x-subrip", "captions"),
+    "transcript.json": ("application/json", None),
+    "transcript.txt": ("text/plain", None),
+}
+CHAPTERS_ASSET = "chapters.json"
+# Manifest roles mapped onto the Podcasting 2.0 person taxonomy (group "cast").
+PERSON_ROLES = {"host": "host", "co-host": "co-host", "cohost": "co-host", "moderator": "co-host"}
+
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def feed_key(show_id: str, private_token: str | None = None) -> str:
+    """Object key of a show's public feed, or of its private feed under the unguessable token."""
+    return _show_prefix(show_id, private_token) + "feed.xml"
+
+
+def episode_prefix(show_id: str, episode_id: str, private_token: str | None = None) -> str:
+    """Key prefix (ending in ``/``) of an episode's objects; private episodes live under the show's token."""
+    return _show_prefix(show_id, private_token) + f"episodes/{_segment(episode_id, 'episode id')}/"
+
+
+def _show_prefix(show_id: str, private_token: str | None) -> str:
+    prefix = f"shows/{_segment(show_id, 'show id')}/"
+    if private_token is not None:
+        prefix += f"private/{_segment(private_token, 'private feed token')}/"
+    return prefix
+
+
+def _segment(value: str, what: str) -> str:
+    """One path segment of an object key: anything that could climb out of the show's folder is refused."""
+    if not value or "/" in value or "\\" in value or value in (".", "..") or _XML_ILLEGAL.search(value):
+        raise FeedError(f"{what} {value!r} cannot be used in an object key; use letters, digits, '-' or '_'")
+    return value
+
+
+def clean_text(text: str) -> str:
+    """Text with the characters XML 1.0 forbids removed (control characters, lone surrogates)."""
+    return _XML_ILLEGAL.sub("", text)
+
+
+def truncate_utf8(text: str, max_bytes: int = DESCRIPTION_MAX_BYTES) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes, at a word boundary when one is near, ending in '…'."""
+    if len(text.encode("utf-8")) <= max_bytes:
+        return text
+    room = max_bytes - len("…".encode())
+    cut = text.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    space = cut.rfind(" ")
+    if space > len(cut) * 0.8:  # a word boundary close to the end reads better than a word cut in half
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def _description(text: str) -> str:
+    return truncate_utf8(clean_text(text).strip())
+
+
+def _published(episode: EpisodeRecord) -> datetime | None:
+    when = episode.published_at or episode.recorded_at
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # the catalog stores UTC; naive values are read as such
+    return when
+
+
+def _itunes_flag(explicit: bool) -> str:
+    return "true" if explicit else "false"
+
+
+class AppleTagsExtension(BaseExtension):
+    """The iTunes tags feedgen 1.0 writes in an outdated form: ``itunes:explicit`` as ``true``/``false``
+    (feedgen only knows yes/no/clean) and ``itunes:image`` for any URL (feedgen drops those not ending in .jpg)."""
+
+    def __init__(self) -> None:
+        self.explicit: bool | None = None
+        self.image: str | None = None
+
+    def extend_rss(self, feed: Any) -> Any:
+        channel = feed[0]
+        if self.image:
+            etree.SubElement(channel, f"{{{ITUNES_NS}}}image", href=self.image)
+        if self.explicit is not None:
+            etree.SubElement(channel, f"{{{ITUNES_NS}}}explicit").text = _itunes_flag(self.explicit)
+        return feed
+
+
+class AppleTagsEntryExtension(BaseEntryExtension):
+    def __init__(self) -> None:
+        self.explicit: bool | None = None
+
+    def extend_rss(self, entry: Any) -> Any:
+        if self.explicit is not None:
+            etree.SubElement(entry, f"{{{ITUNES_NS}}}explicit").text = _itunes_flag(self.explicit)
+        return entry
+
+
+def build_feed(show: ShowRecord, episodes: Sequence[EpisodeRecord], *, feed_url: str, url_for: Callable[[str], str],
+               artwork_url: str | None, generated_at: datetime | None = None) -> bytes:
+    """The feed XML (UTF-8 bytes) of ``show`` listing ``episodes``, newest first, at most ``show.max_items``.
+
+    ``url_for(key)`` gives the public URL of an object key; ``feed_url`` is where this feed will be served (its
+    ``atom:link rel=self`` and the source of its ``podcast:guid``).
+    """
+    fg = _channel(show, feed_url=feed_url, artwork_url=artwork_url, generated_at=generated_at or datetime.now(UTC))
+    items = [e for e in episodes if _has_replay(show, e)]
+    items.sort(key=lambda e: (_published(e) or _EPOCH, e.id), reverse=True)
+    # feedgen prepends each entry it is given, so adding oldest first leaves the newest on top.
+    for episode in reversed(items[: max(show.max_items, 0)]):
+        _add_item(fg, show, episode, url_for)
+    try:
+        return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+    except ValueError as exc:
+        raise FeedError(f"feed of show {show.id!r} could not be written: {exc}; check shows.toml") from exc
+
+
+def _has_replay(show: ShowRecord, episode: EpisodeRecord) -> bool:
+    if episode.asset(REPLAY_ASSET) is None:
+        log.warning("show %s: episode %s has no %s asset; left out of the feed", show.id, episode.id, REPLAY_ASSET)
+        return False
+    return True
+
+
+def _channel(show: ShowRecord, *, feed_url: str, artwork_url: str | None, generated_at: datetime) -> FeedGenerator:
+    fg = FeedGenerator()
+    fg.load_extension("podcast")  # feedgen's iTunes tags
+    fg.register_extension("podcastindex", PodcastIndexExtension, PodcastIndexEntryExtension)
+    fg.register_extension("apple", AppleTagsExtension, AppleTagsEntryExtension)
+    title = clean_text(show.title).strip() or show.id
+    try:
+        fg.title(title)
+        # feedgen takes the RSS <link> from the last link given, so the self link must come first.
+        fg.link(href=feed_url, rel="self", type="application/rss+xml")
+        fg.link(href=show.link or feed_url, rel="alternate")
+        fg.description(_description(show.description) or title)
+        fg.language(show.language)
+        fg.generator(*_generator())
+        fg.lastBuildDate(generated_at if generated_at.tzinfo else generated_at.replace(tzinfo=UTC))
+        if artwork_url:
+            fg.image(url=artwork_url, title=title, link=show.link or feed_url)
+            fg.apple.image = artwork_url
+        fg.apple.explicit = show.explicit
+        fg.podcast.itunes_author(clean_text(show.author))
+        fg.podcast.itunes_owner(name=clean_text(show.owner_name or show.author), email=show.owner_email)
+        category = {"cat": show.category, **({"sub": show.subcategory} if show.subcategory else {})}
+        fg.podcast.itunes_category(category)
+        fg.podcast.itunes_type("episodic")
+        fg.podcastindex.podcast_guid(feed_guid(feed_url))
+        fg.podcastindex.podcast_locked(show.locked, owner=show.owner_email)
+    except ValueError as exc:
+        raise FeedError(f"show {show.id!r} has an unusable setting: {exc}; fix it in shows.toml") from exc
+    return fg
+
+
+def _generator() -> tuple[str, str | None]:
+    try:
+        return "roomcast", metadata.version("roomcast")
+    except metadata.PackageNotFoundError:
+        return "roomcast", None
+
+
+def _add_item(fg: FeedGenerator, show: ShowRecord, episode: EpisodeRecord, url_for: Callable[[str], str]) -> None:
+    replay = episode.asset(REPLAY_ASSET)
+    assert replay is not None  # filtered by _has_replay
+    entry: FeedEntry = fg.add_entry()
+    try:
+        entry.title(clean_text(episode.title).strip() or episode.id)
+        description = _description(episode.description)
+        if description:
+            entry.description(description)
+        entry.guid(episode.guid, permalink=False)
+        published = _published(episode)
+        if published is not None:
+            entry.pubDate(published)
+        entry.enclosure(url_for(replay.key), str(replay.size), "audio/mpeg")
+        entry.podcast.itunes_duration(str(round(episode.duration_s)))
+        entry.podcast.itunes_episode_type("full")
+        entry.apple.explicit = show.explicit
+        _add_podcast_tags(entry.podcastindex, show, episode, url_for)
+    except ValueError as exc:
+        raise FeedError(f"episode {episode.id!r} of show {show.id!r} cannot be listed: {exc}") from exc
+
+
+def _add_podcast_tags(ext: PodcastIndexEntryExtension, show: ShowRecord, episode: EpisodeRecord,
+                      url_for: Callable[[str], str]) -> None:
+    language = episode.language or show.language
+    for name, (mime, rel) in TRANSCRIPT_ASSETS.items():
+        asset = episode.asset(name)
+        if asset is not None:
+            ext.podcast_transcript(url_for(asset.key), mime, language=language, rel=rel)
+    chapters = episode.asset(CHAPTERS_ASSET)
+    if chapters is not None:
+        ext.podcast_chapters(url_for(chapters.key))
+    for person in episode.persons:
+        name = clean_text(person.name).strip()
+        if name:
+            ext.podcast_person(name, role=person_role(person))
+    for name, mime in ALTERNATE_ASSETS.items():
+        asset = episode.asset(name)
+        if asset is not None:
+            ext.podcast_alternate_enclosure(mime, url_for(asset.key), length=asset.size,
+                                            bitrate=_bitrate(asset, episode.duration_s))
+
+
+def person_role(person: PersonRecord) -> str:
+    """The Podcasting 2.0 role of a room speaker: hosts stay hosts, moderators co-host, everyone else is a guest."""
+    return PERSON_ROLES.get(person.role.strip().lower(), "guest")
+
+
+def _bitrate(asset: AssetRecord, duration_s: float) -> float | None:
+    return asset.size * 8 / duration_s if duration_s > 0 else None

@@ -1,0 +1,354 @@
+"""Show configuration from an optional ``shows.toml``, and show artwork (checked, or generated).
+
+``shows.toml`` holds one table per show; every key is optional and a show without a table gets defaults::
+
+    [shows.founders-hour]
+    title = "Founders Hour"
+    author = "Alice Martin"
+    owner = "Alice Martin"           # itunes:owner name (defaults to author)
+    email = "alice@example.com"      # itunes:owner email and podcast:locked owner
+    description = "Weekly live conversations about shipping audio products."
+    language = "en"
+    category = "Technology"          # an Apple Podcasts category; subcategory must belong to it
+    subcategory = ""
+    explicit = false
+    artwork = "art/founders-hour.jpg"  # relative to this file; square JPEG/PNG, RGB, 1400-3000 px
+    link = "https://example.com/founders-hour"
+    max_items = 300
+    locked = true                    # defaults to true once a real email is set
+
+Other top-level tables (roomcast's own settings may share the file) are ignored.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import io
+import logging
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+
+from pipeline.errors import FeedError
+from storage.records import ShowRecord
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AUTHOR = "roomcast"
+# .invalid can never resolve (RFC 2606): a feed carrying it is visibly unconfigured, and no mail goes astray.
+PLACEHOLDER_EMAIL = "podcasts@example.invalid"
+DEFAULT_LANGUAGE = "en"
+DEFAULT_CATEGORY = "Technology"
+DEFAULT_MAX_ITEMS = 300
+ARTWORK_MIN_PX = 1400
+ARTWORK_MAX_PX = 3000
+ARTWORK_FORMATS = ("JPEG", "PNG")
+# Pillow's bundled font covers ASCII only; a system font with wide Latin, Greek and Cyrillic coverage is preferred
+# when installed (Debian's fonts-dejavu-core), so titles such as "Chloé" keep their accents.
+COVER_FONTS = ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf")
+
+# Apple Podcasts categories and their subcategories.
+APPLE_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "Arts": ("Books", "Design", "Fashion & Beauty", "Food", "Performing Arts", "Visual Arts"),
+    "Business": ("Careers", "Entrepreneurship", "Investing", "Management", "Marketing", "Non-Profit"),
+    "Comedy": ("Comedy Interviews", "Improv", "Stand-Up"),
+    "Education": ("Courses", "How To", "Language Learning", "Self-Improvement"),
+    "Fiction": ("Comedy Fiction", "Drama", "Science Fiction"),
+    "Government": (),
+    "History": (),
+    "Health & Fitness": ("Alternative Health", "Fitness", "Medicine", "Mental Health", "Nutrition", "Sexuality"),
+    "Kids & Family": ("Education for Kids", "Parenting", "Pets & Animals", "Stories for Kids"),
+    "Leisure": ("Animation & Manga", "Automotive", "Aviation", "Crafts", "Games", "Hobbies", "Home & Garden",
+                "Video Games"),
+    "Music": ("Music Commentary", "Music History", "Music Interviews"),
+    "News": ("Business News", "Daily News", "Entertainment News", "News Commentary", "Politics", "Sports News",
+             "Tech News"),
+    "Religion & Spirituality": ("Buddhism", "Christianity", "Hinduism", "Islam", "Judaism", "Religion",
+                                "Spirituality"),
+    "Science": ("Astronomy", "Chemistry", "Earth Sciences", "Life Sciences", "Mathematics", "Natural Sciences",
+                "Nature", "Physics", "Social Sciences"),
+    "Society & Culture": ("Documentary", "Personal Journals", "Philosophy", "Places & Travel", "Relationships"),
+    "Sports": ("Baseball", "Basketball", "Cricket", "Fantasy Sports", "Football", "Golf", "Hockey", "Rugby",
+               "Running", "Soccer", "Swimming", "Tennis", "Volleyball", "Wilderness", "Wrestling"),
+    "Technology": (),
+    "True Crime": (),
+    "TV & Film": ("After Shows", "Film History", "Film Interviews", "Film Reviews", "TV Reviews"),
+}
+
+_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class ShowConfig:
+    """One show's settings, defaults filled in. ``artwork`` is an absolute path or None (a generated cover)."""
+
+    id: str
+    title: str
+    author: str = DEFAULT_AUTHOR
+    owner: str = DEFAULT_AUTHOR
+    email: str = PLACEHOLDER_EMAIL
+    description: str = ""
+    language: str = DEFAULT_LANGUAGE
+    category: str = DEFAULT_CATEGORY
+    subcategory: str | None = None
+    explicit: bool = False
+    artwork: Path | None = None
+    link: str | None = None
+    max_items: int = DEFAULT_MAX_ITEMS
+    locked: bool = False
+
+    def to_record(self) -> ShowRecord:
+        return ShowRecord(id=self.id, title=self.title, author=self.author, owner_name=self.owner,
+                          owner_email=self.email, description=self.description, language=self.language,
+                          category=self.category, subcategory=self.subcategory, explicit=self.explicit,
+                          link=self.link, max_items=self.max_items, locked=self.locked,
+                          artwork_path=str(self.artwork) if self.artwork else None)
+
+
+_STRING_KEYS = ("title", "author", "owner", "email", "description", "language", "category", "subcategory",
+                "artwork", "link")
+_BOOL_KEYS = ("explicit", "locked")
+_KNOWN_KEYS = {f.name for f in fields(ShowConfig)} - {"id"}
+
+
+def title_from_id(show_id: str) -> str:
+    """A readable title from a show id: ``founders-hour`` -> ``Founders Hour``."""
+    words = re.split(r"[-_.\s]+", show_id.strip())
+    return " ".join(w[:1].upper() + w[1:] for w in words if w) or show_id
+
+
+def load_shows(config_path: Path | None) -> dict[str, dict[str, Any]]:
+    """The raw ``[shows.<id>]`` tables of ``config_path`` (empty when there is no file)."""
+    if config_path is None:
+        return {}
+    try:
+        with open(config_path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise FeedError(f"show configuration {config_path} does not exist; create it or leave it unset") from exc
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise FeedError(f"show configuration {config_path} cannot be read: {exc}; fix the TOML syntax") from exc
+    shows = data.get("shows", {})
+    if not isinstance(shows, dict) or not all(isinstance(t, dict) for t in shows.values()):
+        raise FeedError(f"{config_path}: 'shows' must hold one [shows.<id>] table per show")
+    return shows
+
+
+def show_config(show_id: str, config_path: Path | None, *, fallback_title: str | None = None) -> ShowConfig:
+    """The configuration of ``show_id``: its table in ``config_path`` when there is one, defaults otherwise.
+
+    A title comes from the table, else ``fallback_title`` (e.g. the first room's title), else the id.
+    """
+    table = load_shows(config_path).get(show_id, {})
+    where = f"{config_path} [shows.{show_id}]"
+    unknown = sorted(set(table) - _KNOWN_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_KNOWN_KEYS))
+        raise FeedError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {known}")
+    values = _typed_values(table, where)
+    if "artwork" in values:
+        art = Path(values["artwork"]).expanduser()
+        values["artwork"] = art if art.is_absolute() or config_path is None else config_path.parent / art
+    title = values.pop("title", None) or (fallback_title or "").strip() or title_from_id(show_id)
+    values.setdefault("owner", values.get("author", DEFAULT_AUTHOR))
+    values.setdefault("description", f"Replays of {title}, recorded live.")
+    # Locking a feed to the placeholder address would leave nobody able to unlock it.
+    values.setdefault("locked", values.get("email", PLACEHOLDER_EMAIL) != PLACEHOLDER_EMAIL)
+    config = ShowConfig(id=show_id, title=title, **values)
+    _check_values(config, where)
+    return config
+
+
+def show_record(show_id: str, config_path: Path | None, *, fallback_title: str | None = None) -> ShowRecord:
+    """The catalog record of ``show_id`` built from ``shows.toml`` (or defaults); see :func:`show_config`."""
+    record = show_config(show_id, config_path, fallback_title=fallback_title).to_record()
+    if record.owner_email == PLACEHOLDER_EMAIL:
+        log.info("show %s has no owner email configured; the feed carries %s", show_id, PLACEHOLDER_EMAIL)
+    return record
+
+
+def _typed_values(table: dict[str, Any], where: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in _STRING_KEYS:
+            if not isinstance(value, str):
+                raise FeedError(f"{where}: {key} must be a string, got {value!r}")
+            if value.strip():  # an empty string means "use the default"
+                values[key] = value.strip()
+        elif key in _BOOL_KEYS:
+            if not isinstance(value, bool):
+                raise FeedError(f"{where}: {key} must be true or false, got {value!r}")
+            values[key] = value
+        elif key == "max_items":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise FeedError(f"{where}: max_items must be a positive integer, got {value!r}")
+            values[key] = value
+    return values
+
+
+def _check_values(config: ShowConfig, where: str) -> None:
+    if config.category not in APPLE_CATEGORIES:
+        raise FeedError(f"{where}: category {config.category!r} is not an Apple Podcasts category; "
+                        f"use one of {', '.join(APPLE_CATEGORIES)}")
+    if config.subcategory and config.subcategory not in APPLE_CATEGORIES[config.category]:
+        allowed = ", ".join(APPLE_CATEGORIES[config.category]) or "none"
+        raise FeedError(f"{where}: subcategory {config.subcategory!r} does not belong to {config.category!r} "
+                        f"(allowed: {allowed})")
+    if not _LANGUAGE.match(config.language):
+        raise FeedError(f"{where}: language {config.language!r} is not a language tag such as 'en' or 'pt-BR'")
+    if not _EMAIL.match(config.email):
+        raise FeedError(f"{where}: email {config.email!r} is not an email address")
+    if config.link is not None and not config.link.startswith(("http://", "https://")):
+        raise FeedError(f"{where}: link {config.link!r} must be an http(s) URL")
+
+
+def check_artwork(path: Path) -> None:
+    """Raise FeedError unless ``path`` is cover art Apple Podcasts accepts: square JPEG or PNG, RGB, 1400-3000 px."""
+    rule = f"use a square RGB JPEG or PNG of {ARTWORK_MIN_PX}-{ARTWORK_MAX_PX} px"
+    try:
+        with Image.open(path) as image:
+            fmt, mode, (width, height) = image.format, image.mode, image.size
+            if fmt not in ARTWORK_FORMATS:
+                raise FeedError(f"artwork {path} is {fmt}, not JPEG or PNG; {rule}")
+            if mode != "RGB":
+                raise FeedError(f"artwork {path} has colour mode {mode}, not RGB; {rule}")
+            if width != height:
+                raise FeedError(f"artwork {path} is {width}x{height} px, not square; {rule}")
+            if not ARTWORK_MIN_PX <= width <= ARTWORK_MAX_PX:
+                raise FeedError(f"artwork {path} is {width}x{height} px; {rule}")
+            image.load()  # a truncated file only shows when decoded
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise FeedError(f"artwork {path} cannot be read as an image ({exc}); {rule}") from exc
+
+
+def default_artwork(show: ShowRecord, size: int = ARTWORK_MIN_PX) -> bytes:
+    """A generated cover (JPEG, ``size`` px square): the show title in large wrapped text on a calm colour that is
+    derived from the show id, so a show keeps its colour across rebuilds; the author in small text below."""
+    if not ARTWORK_MIN_PX <= size <= ARTWORK_MAX_PX:
+        raise FeedError(f"generated artwork must be {ARTWORK_MIN_PX}-{ARTWORK_MAX_PX} px, not {size}")
+    background = _calm_colour(show.id)
+    image = Image.new("RGB", (size, size), background)
+    draw = ImageDraw.Draw(image)
+    margin = size // 10
+    title = _drawable(show.title) or title_from_id(show.id)
+    font_size, lines = _fit_title(draw, title, size - 2 * margin, int(size * 0.62))
+    font = _font(font_size)
+    line_height = round(font_size * 1.18)
+    top = (size - line_height * len(lines)) // 2 - size // 16
+    for i, line in enumerate(lines):
+        draw.text((size / 2, top + i * line_height), line, font=font, fill=(248, 246, 240), anchor="ma")
+    rule_y = size - margin - size // 12
+    draw.line([(margin, rule_y), (size - margin, rule_y)], fill=_tint(background, 0.35), width=max(2, size // 400))
+    small = _font(size // 28)
+    author = _fit_line(draw, _drawable(show.author), small, size - 2 * margin)
+    draw.text((margin, rule_y + size // 40), author, font=small, fill=_tint(background, 0.7))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90, optimize=True)
+    return buffer.getvalue()
+
+
+def _calm_colour(show_id: str) -> tuple[int, int, int]:
+    """A muted, mid-dark colour (any hue) picked by the show id: white text stays readable on all of them."""
+    digest = hashlib.sha256(show_id.encode()).digest()
+    hue = int.from_bytes(digest[:4], "big") / 2**32
+    red, green, blue = colorsys.hls_to_rgb(hue, 0.30, 0.38)
+    return round(red * 255), round(green * 255), round(blue * 255)
+
+
+def _tint(colour: tuple[int, int, int], amount: float) -> tuple[int, int, int]:
+    r, g, b = (round(c + (255 - c) * amount) for c in colour)
+    return r, g, b
+
+
+@lru_cache(maxsize=64)
+def _font(size: int) -> _Font:
+    for name in COVER_FONTS:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)
+
+
+@lru_cache(maxsize=1024)
+def _has_glyph(char: str) -> bool:
+    font = _font(64)
+    missing = font.getmask("\U0010fffd")  # a private-use code point: every font draws its "no glyph" box
+    mask = font.getmask(char)
+    return mask.size != missing.size or bytes(mask) != bytes(missing)
+
+
+def _drawable(text: str) -> str:
+    """``text`` reduced to what the cover font can draw: accents dropped where the accented letter is missing,
+    emoji and other symbols without a glyph left out, instead of drawn as empty boxes."""
+    kept = []
+    for char in unicodedata.normalize("NFC", text):
+        if unicodedata.category(char).startswith("C") or "\ufe00" <= char <= "\ufe0f":
+            continue  # controls, format characters and emoji variation selectors draw nothing useful
+        if char.isspace() or _has_glyph(char):
+            kept.append(" " if char.isspace() else char)
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+        kept.extend(c for c in base if _has_glyph(c))
+    return " ".join("".join(kept).split())
+
+
+def _fit_title(draw: ImageDraw.ImageDraw, title: str, width: int, height: int) -> tuple[int, list[str]]:
+    """The largest font size (down to a floor) at which the title wraps into at most five lines inside the box,
+    and the wrapped lines."""
+    text = " ".join(title.split())
+
+    def fits(font_size: int) -> bool:
+        lines = _wrap(draw, text, _font(font_size), width)
+        return len(lines) <= 5 and len(lines) * font_size * 1.18 <= height
+
+    low, high = width // 22, width // 6
+    if fits(low):  # the fit shrinks as the font grows, so a bisection finds the largest size that fits
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    font = _font(low)
+    lines = _wrap(draw, text, font, width)
+    if len(lines) > 5:
+        lines = lines[:4] + [_fit_line(draw, lines[4] + "…", font, width)]
+    return low, lines
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: _Font, width: int) -> list[str]:
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        while draw.textlength(word, font=font) > width:  # a word too long for a line is broken where it must be
+            cut = next((i for i in range(len(word) - 1, 1, -1) if draw.textlength(word[:i], font=font) <= width), 1)
+            if current:
+                lines.append(current)
+                current = ""
+            lines.append(word[:cut])
+            word = word[cut:]
+        candidate = f"{current} {word}".strip()
+        if draw.textlength(candidate, font=font) <= width:
+            current = candidate
+        else:
+            lines.append(current)
+            current = word
+    if current:
+        lines.append(current)
+    return lines
+
+
+def _fit_line(draw: ImageDraw.ImageDraw, text: str, font: _Font, width: int) -> str:
+    """``text`` shortened with an ellipsis until it fits ``width``."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text.rstrip() + "…"
