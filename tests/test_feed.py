@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import shutil
+import subprocess
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import feedparser
@@ -301,3 +309,51 @@ def test_extension_checks_values_when_set() -> None:
     with pytest.raises(ValueError, match="source uri"):
         ext.podcast_alternate_enclosure("audio/mp4")
     assert ext.podcast_transcript() == [] and ext.podcast_chapters() is None
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def web_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A real HTTP server on 127.0.0.1 serving a folder laid out like the object store."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.skipif(shutil.which("gpo") is None, reason="Debian's gpodder (gpo) is not installed")
+def test_gpodder_subscribes_and_downloads_the_enclosure(tmp_path: Path, web_root: tuple[Path, str]) -> None:
+    root, base = web_root
+    replay_key = episode_prefix("x", "ep1") + "replay.mp3"
+    replay = root / replay_key
+    replay.parent.mkdir(parents=True)
+    subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=1", "-c:a", "libmp3lame", "-b:a", "64k", str(replay)],
+                   check=True, timeout=60)
+    episode = replace(make_episode(1, HOSTILE, day=1, assets=()), duration_s=1.0,
+                      assets=(AssetRecord("replay.mp3", replay_key, replay.stat().st_size, "audio/mpeg"),))
+    feed_url = base + feed_key("x")
+    (root / feed_key("x")).write_bytes(build_feed(make_show(), [episode], feed_url=feed_url,
+                                                  url_for=lambda key: base + key, artwork_url=None))
+    env = {**os.environ, "GPODDER_HOME": str(tmp_path / "gpodder"), "GPODDER_DOWNLOAD_DIR": str(tmp_path / "dl")}
+
+    def gpo(*args: str) -> str:
+        done = subprocess.run(["gpo", *args], env=env, capture_output=True, text=True, timeout=120, check=True)
+        return done.stdout + done.stderr
+
+    assert "Successfully added" in gpo("subscribe", feed_url)
+    assert HOSTILE in gpo("episodes")
+    gpo("download")
+    downloaded = [p for p in (tmp_path / "dl").rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in downloaded] == [replay.read_bytes()]
