@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InvalidRoom, MediaError
-from pipeline.ffmpeg import AudioInfo, check_decodes, probe_audio
+from pipeline.ffmpeg import AudioInfo, check_decodes, probe_audio, run_ffmpeg
 
 MANIFEST_NAME = "room.json"
 VISIBILITIES = ("public", "unlisted", "private")
@@ -112,7 +112,9 @@ def load_room(folder: Path | str, *, probe: bool = True) -> Room:
     data = _read_manifest(folder, manifest_path, problems)
     if data is None:
         raise InvalidRoom(folder.name, problems.items)
-    room_id = data.get("id") if isinstance(data.get("id"), str) else folder.name
+    # An id that is not a valid slug must not name the room in errors (it may end up in paths and job records).
+    declared = data.get("id")
+    room_id = declared if isinstance(declared, str) and SLUG.match(declared) and ".." not in declared else folder.name
     problems.room_label = f"room {room_id!r}"
     room = _build_room(folder, data, problems, probe=probe)
     if problems.items or room is None:
@@ -328,12 +330,25 @@ def _probe(path: Path, file: str, problems: _Problems) -> AudioInfo | None:
     try:
         info = probe_audio(path, what=what)
         check_decodes(path, what=what)
+        _check_ending(path, info, what=what)
     except MediaError as exc:
         detail = exc.stderr_tail.strip().splitlines()[-1] if exc.stderr_tail.strip() else ""
+        detail = re.sub(r"\[(\w+) @ 0x[0-9a-f]+\] ", r"\1: ", detail)  # same message on every run
         message = exc.message.split(": ", 2)[-1]
         problems.add(file, f"not decodable audio: {message}" + (f" ({detail})" if detail else ""))
         return None
     return info
+
+
+def _check_ending(path: Path, info: AudioInfo, *, what: str, seconds: float = 2.0) -> None:
+    """Decode the last ``seconds`` too: a cut-off MP3 or FLAC keeps a header that claims the full duration,
+    so its start decodes and only its end shows the damage."""
+    decoded: list[float] = []
+    args = ["-v", "error", "-xerror", "-sseof", f"-{seconds}", "-i", str(path), "-map", "0:a:0", "-f", "null", "-"]
+    run_ffmpeg(args, what=what, timeout=60.0, progress=decoded.append)
+    if max(decoded, default=0.0) <= 0.0:
+        raise MediaError(f"{what}: the file is truncated: its header claims {info.duration:.1f} s but nothing "
+                         "decodes near its end; upload the complete recording")
 
 
 def _check_segments(tracks: list[Track], problems: _Problems) -> None:
