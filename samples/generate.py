@@ -36,7 +36,7 @@ import subprocess
 import tempfile
 import wave
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +122,19 @@ class Script:
         return next(m for m in self.cast if m.id == speaker_id)
 
 
+@dataclass(frozen=True)
+class TruthTurn:
+    """One turn as ``truth.json`` records it: where the speech really is on the room clock."""
+
+    speaker: str
+    name: str
+    start: float
+    end: float
+    text: str
+    consent: bool
+    interjection: bool
+
+
 @dataclass
 class _Segment:
     speaker: str
@@ -132,7 +145,7 @@ class _Segment:
 
 @dataclass
 class _Timeline:
-    turns: list[dict[str, object]] = field(default_factory=list)
+    turns: list[TruthTurn] = field(default_factory=list)
     segments: list[_Segment] = field(default_factory=list)
     placed: list[tuple[str, int, np.ndarray]] = field(default_factory=list)
     speech_end: float = 0.0
@@ -239,7 +252,7 @@ def generate_room(script: Path, out_dir: Path, *, seed: int = 7) -> Path:
         duration = timeline.speech_end + TAIL_S
         _write_json(work / "room.json", _manifest(parsed, tracks))
         _write_json(work / "truth.json", {"room": parsed.room["id"], "seed": seed, "duration": round(duration, 3),
-                                          "turns": timeline.turns})
+                                          "turns": [asdict(t) for t in timeline.turns]})
         if folder.exists():
             shutil.rmtree(folder)
         work.rename(folder)
@@ -295,7 +308,8 @@ def _timeline(script: Script, speech: dict[tuple[str, str], np.ndarray], rng: np
     timeline = _Timeline()
     open_segments = {m.id: _Segment(m.id, 0.0, m.encoding) for m in script.cast if m.id not in joiners}
     timeline.segments += open_segments.values()
-    pause, previous = 0.0, None
+    pause: float = 0.0
+    previous: TruthTurn | None = None
     for event in script.events:
         if isinstance(event, Pause):
             pause += event.seconds
@@ -304,7 +318,7 @@ def _timeline(script: Script, speech: dict[tuple[str, str], np.ndarray], rng: np
         else:
             audio = speech[(event.speaker, event.text)]
             if event.interjection and previous is not None:
-                start = max(previous["start"] + 0.2, previous["end"] - rng.uniform(*OVERLAP_S))
+                start = max(previous.start + 0.2, previous.end - rng.uniform(*OVERLAP_S))
             else:
                 start = timeline.speech_end + rng.uniform(*GAP_S) + pause
             start = round(start * RATE) / RATE
@@ -313,16 +327,15 @@ def _timeline(script: Script, speech: dict[tuple[str, str], np.ndarray], rng: np
                 raise InvalidRoom(script.room["id"], [f"{event.speaker!r} speaks ({event.text[:30]!r}...) "
                                                       "while not in the room: add '# join' or '# rejoin' first"])
             member = script.member(event.speaker)
-            previous = {"speaker": member.id, "name": member.name, "start": round(start, 3),
-                        "end": round(start + audio.size / RATE, 3), "text": event.text, "consent": member.consent,
-                        "interjection": event.interjection}
+            previous = TruthTurn(member.id, member.name, round(start, 3), round(start + audio.size / RATE, 3),
+                                 event.text, member.consent, event.interjection)
             timeline.turns.append(previous)
             timeline.placed.append((member.id, round(start * RATE), audio))
             timeline.speech_end = max(timeline.speech_end, start + audio.size / RATE)
             pause = 0.0
     for segment in open_segments.values():
         segment.end = timeline.speech_end + TAIL_S
-    timeline.turns.sort(key=lambda t: t["start"])  # type: ignore[arg-type, return-value]
+    timeline.turns.sort(key=lambda t: t.start)
     return timeline
 
 
