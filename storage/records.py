@@ -75,3 +75,21 @@ class EpisodeRecord:
 
     def asset(self, name: str) -> AssetRecord | None:
         return next((a for a in self.assets if a.name == name), None)
+
+
+@dataclass(frozen=True)
+class SpeakerRecord:
+    """A speaker of an episode as the manifest declares them."""
+
+    id: str
+    name: str
+    role: str = "speaker"
+    consent: bool = True
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    speaker: str
+    file: str
+    start: float
+    duration: float

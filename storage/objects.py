@@ -1,0 +1,222 @@
+"""Object stores behind one interface: a local folder (the default) and S3-compatible storage through boto3.
+
+Both use the same keys (see the storage layout in the README). Writes are atomic on a folder (temp file +
+``os.replace``); on S3 an object is either there whole or not at all, and every upload is verified (size and MD5)
+before it counts. ``put_*`` skips objects whose content is already stored (same MD5 and size), so re-publishing
+an unchanged episode uploads nothing again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
+
+from pipeline.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+FEED_CACHE_CONTROL = "public, max-age=300"
+# Episode assets can be replaced when a room is re-processed (e.g. a transcript added later), so they are cached
+# for a day, not marked immutable.
+ASSET_CACHE_CONTROL = "public, max-age=86400"
+CONTENT_TYPES = {
+    ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".opus": "audio/ogg", ".ogg": "audio/ogg",
+    ".vtt": "text/vtt; charset=utf-8", ".srt": "application/x-subrip", ".json": "application/json",
+    ".txt": "text/plain; charset=utf-8", ".xml": "application/rss+xml; charset=utf-8", ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg", ".png": "image/png", ".wav": "audio/wav", ".flac": "audio/flac",
+}
+
+
+def content_type_for(key: str) -> str:
+    name = posixpath.basename(key)
+    if name == "chapters.json":
+        return "application/json+chapters"
+    suffix = posixpath.splitext(name)[1].lower()
+    return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def cache_control_for(key: str) -> str:
+    return FEED_CACHE_CONTROL if key.endswith(".xml") else ASSET_CACHE_CONTROL
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the store's root or are not plain relative paths."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts[:-1]) \
+            or parts[-1] in ("", ".", "..") or "\x00" in key:
+        raise StorageError(f"invalid object key {key!r}: keys are relative paths without '.' or '..' parts")
+    return key
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    md5: str
+    content_type: str
+    uploaded: bool = False  # False when put_* found the same content already stored
+
+
+class ObjectStore(Protocol):
+    def put_file(self, key: str, path: Path, *, content_type: str | None = None,
+                 cache_control: str | None = None) -> ObjectInfo: ...
+    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None,
+                  cache_control: str | None = None) -> ObjectInfo: ...
+    def stat(self, key: str) -> ObjectInfo | None: ...
+    def exists(self, key: str) -> bool: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def download(self, key: str, path: Path) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+    def url(self, key: str) -> str: ...
+    def presign(self, key: str, expires_s: int = 3600) -> str: ...
+    def describe(self) -> str: ...
+
+
+class LocalStore:
+    """A folder on disk. Metadata (content type, MD5) lives in a sidecar ``.meta`` folder beside the objects."""
+
+    META = ".roomcast-meta"
+
+    def __init__(self, root: Path, *, public_url: str | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.public_url = public_url.rstrip("/") if public_url else None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"store {self.root}: cannot create the folder: {exc}") from exc
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _meta(self, key: str) -> Path:
+        return self.root / self.META / (check_key(key) + ".json")
+
+    def put_file(self, key: str, path: Path, *, content_type: str | None = None,
+                 cache_control: str | None = None) -> ObjectInfo:
+        md5, size = file_md5(path), path.stat().st_size
+        return self._put(key, md5, size, content_type, lambda tmp: shutil.copyfile(path, tmp))
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None,
+                  cache_control: str | None = None) -> ObjectInfo:
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        return self._put(key, md5, len(data), content_type, lambda tmp: Path(tmp).write_bytes(data))
+
+    def _put(self, key: str, md5: str, size: int, content_type: str | None, write: object) -> ObjectInfo:
+        target = self._path(key)
+        kind = content_type or content_type_for(key)
+        current = self.stat(key)
+        if current is not None and current.md5 == md5 and current.size == size and current.content_type == kind:
+            return current
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            os.close(fd)
+            try:
+                write(tmp)  # type: ignore[operator]
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            meta = self._meta(key)
+            meta.parent.mkdir(parents=True, exist_ok=True)
+            meta_tmp = meta.with_name(f".{meta.name}.tmp")
+            meta_tmp.write_text(json.dumps({"md5": md5, "size": size, "content_type": kind}))
+            os.replace(meta_tmp, meta)
+        except OSError as exc:
+            raise StorageError(f"store {self.root}: cannot write {key}: {exc}") from exc
+        return ObjectInfo(key, size, md5, kind, uploaded=True)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        size = path.stat().st_size
+        try:
+            meta = json.loads(self._meta(key).read_text())
+            if meta["size"] == size:
+                return ObjectInfo(key, size, meta["md5"], meta["content_type"])
+        except (OSError, ValueError, KeyError):
+            pass
+        return ObjectInfo(key, size, file_md5(path), content_type_for(key))
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except OSError as exc:
+            raise StorageError(f"store {self.root}: cannot read {key}: {exc}") from exc
+
+    def download(self, key: str, path: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), path)
+        except OSError as exc:
+            raise StorageError(f"store {self.root}: cannot read {key}: {exc}") from exc
+
+    def delete(self, key: str) -> None:
+        for path in (self._path(key), self._meta(key)):
+            path.unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = [info.key for info in self.list(prefix)]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for path in sorted(self.root.rglob("*")):
+            if not path.is_file():
+                continue
+            key = path.relative_to(self.root).as_posix()
+            if key.startswith(self.META + "/") or path.name.startswith(".") or not key.startswith(prefix):
+                continue
+            info = self.stat(key)
+            if info is not None:
+                yield info
+
+    def url(self, key: str) -> str:
+        if self.public_url:
+            return f"{self.public_url}/{quote(check_key(key))}"
+        return self._path(key).as_uri()
+
+    def presign(self, key: str, expires_s: int = 3600) -> str:
+        raise StorageError(f"store {self.root}: expiring download links need an S3 store (--store s3://...)")
+
+
+def open_store(spec: str, *, public_url: str | None = None) -> ObjectStore:
+    """A store from a folder path or ``s3://bucket/prefix``; S3 endpoint and credentials come from boto3."""
+    if spec.startswith("s3://"):
+        from storage.s3 import S3Store
+
+        bucket, _, prefix = spec[len("s3://"):].partition("/")
+        if not bucket:
+            raise StorageError(f"store {spec!r}: no bucket name (use s3://bucket/prefix)")
+        return S3Store(bucket, prefix.strip("/"), public_url=public_url)
+    if "://" in spec:
+        raise StorageError(f"store {spec!r}: unsupported scheme (use a folder path or s3://bucket/prefix)")
+    return LocalStore(Path(spec), public_url=public_url)

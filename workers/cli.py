@@ -1,0 +1,236 @@
+"""The ``roomcast`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.errors import InvalidRoom, RoomcastError
+from workers.config import Settings, load_settings
+
+log = logging.getLogger("roomcast")
+
+
+class StageDisplay:
+    """Stage lines and a progress bar on stderr; a bar only when stderr is a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.stage = ""
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+
+    def __call__(self, episode_id: str, stage: str, fraction: float | None) -> None:
+        if self.quiet:
+            return
+        if stage != self.stage:
+            if self.tty and self.stage:
+                click.echo("", err=True)
+            self.stage = stage
+            click.echo(f"[{time.monotonic() - self.started:6.1f}s] {episode_id}: {stage}", err=True,
+                       nl=not self.tty)
+        if self.tty and fraction is not None and time.monotonic() - self.last_draw > 0.2:
+            self.last_draw = time.monotonic()
+            filled = int(fraction * 30)
+            click.echo(f"\r[{time.monotonic() - self.started:6.1f}s] {episode_id}: {stage} "
+                       f"[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}", err=True, nl=False)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING
+    if not quiet and verbose:
+        level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@click.group()
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="TOML configuration file (default: $ROOMCAST_CONFIG).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final result (for scripts).")
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool) -> None:
+    """roomcast: recorded live audio rooms in, podcast replays with transcripts, chapters and feeds out."""
+    _setup_logging(verbose, quiet)
+    try:
+        ctx.obj = {"settings": load_settings(config_file=config_file), "quiet": quiet}
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]  # type: ignore[no-any-return]
+
+
+@main.command()
+@click.argument("room_dir", type=click.Path(path_type=Path, file_okay=False))
+def validate(room_dir: Path) -> None:
+    """Check a room folder; print every problem and exit 1 if there is any."""
+    from pipeline.manifest import load_room
+
+    try:
+        room = load_room(room_dir)
+    except InvalidRoom as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    speech = sum(t.info.duration for t in room.tracks)
+    click.echo(f"room {room.id!r} is valid: {len(room.speakers)} speakers, {len(room.tracks)} tracks, "
+               f"{room.duration:.1f} s of room, {speech:.1f} s of track audio")
+
+
+@main.command()
+@click.argument("room_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Local folder store to publish into (default: $ROOMCAST_STORE or ./roomcast-data/store).")
+@click.option("--store", "store", default=None, help="Store: a folder or s3://bucket/prefix.")
+@click.option("--model", default=None, help="Whisper model: a size name (tiny.en, base, small...) or a folder.")
+@click.option("--no-transcribe", is_flag=True, help="Publish replay, chapters and feed without running Whisper.")
+@click.option("--min-chapter", "min_chapter_s", type=float, default=None, help="Shortest chapter, in seconds.")
+@click.option("--public-url", default=None, help="Base URL of published objects (default: $ROOMCAST_PUBLIC_URL).")
+@click.option("-j", "--processes", type=click.IntRange(min=1), default=None,
+              help="Tracks analysed and transcribed at once (default: one per CPU core).")
+@click.pass_context
+def process(ctx: click.Context, room_dir: Path, out_dir: Path | None, store: str | None, model: str | None,
+            no_transcribe: bool, min_chapter_s: float | None, public_url: str | None, processes: int | None) -> None:
+    """Process ROOM_DIR in this process: validate, analyse, transcribe, mix, master, publish."""
+    from workers.progress import listening
+    from workers.runner import process_room
+
+    if out_dir is not None and store is not None:
+        raise click.UsageError("give --out or --store, not both")
+    settings = _settings(ctx).replace(
+        store=str(out_dir) if out_dir is not None else store, model=model, min_chapter_s=min_chapter_s,
+        public_url=public_url, transcribe=False if no_transcribe else None,
+    )
+    started = time.monotonic()
+    try:
+        with listening(StageDisplay(ctx.obj["quiet"])):
+            summary = process_room(settings, room_dir, processes=processes)
+    except InvalidRoom as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    except RoomcastError as exc:
+        click.echo(f"roomcast: {exc}", err=True)
+        sys.exit(2)
+    summary["elapsed_s"] = round(time.monotonic() - started, 1)
+    summary["store"] = settings.store
+    click.echo(json.dumps(summary, indent=2))
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.pass_context
+def models(ctx: click.Context, name: str | None) -> None:
+    """List the Whisper models roomcast can resolve, or show what NAME resolves to."""
+    from pipeline.models import available_models, resolve_model
+
+    settings = _settings(ctx)
+    try:
+        if name:
+            ref = resolve_model(name, cache_dir=settings.model_cache)
+            click.echo(f"{name} -> {ref.path or ref.name} ({ref.source})")
+            return
+        for ref in available_models(settings.model_cache):
+            click.echo(f"{ref.name:12} {ref.source:40} {ref.path or ''}")
+        ref = resolve_model(settings.model, cache_dir=settings.model_cache)
+        click.echo(f"default model {settings.model!r} -> {ref.path or ref.name} ({ref.source})")
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _context(ctx: click.Context) -> Any:
+    from workers.jobs import Context
+
+    return Context.of(_settings(ctx))
+
+
+@main.command()
+@click.argument("episode_id", required=False)
+@click.pass_context
+def status(ctx: click.Context, episode_id: str | None) -> None:
+    """Each episode's stage, progress and last error (or one episode's)."""
+    catalog = _context(ctx).catalog
+    episodes = [catalog.get_episode(episode_id)] if episode_id else catalog.list_episodes()
+    if episode_id and episodes[0] is None:
+        raise click.ClickException(f"no episode {episode_id!r} in the catalog")
+    for e in episodes:
+        line = f"{e.id:40} {e.status:12} {e.stage:24} {e.progress:4.0%}"
+        click.echo(line + (f"  error: {e.error.splitlines()[0]}" if e.error else ""))
+
+
+@main.group()
+def episode() -> None:
+    """Creator commands for published episodes."""
+
+
+@episode.command("list")
+@click.option("--show", default=None)
+@click.pass_context
+def episode_list(ctx: click.Context, show: str | None) -> None:
+    """Episodes in the catalog."""
+    for e in _context(ctx).catalog.list_episodes(show):
+        click.echo(f"{e.id:40} {e.show:20} {e.visibility:9} {e.status:12} {e.duration_s:8.1f}s  {e.title}")
+
+
+@episode.command("unpublish")
+@click.argument("episode_id")
+@click.pass_context
+def episode_unpublish(ctx: click.Context, episode_id: str) -> None:
+    """Take an episode out of every feed and remove its objects."""
+    from workers.publish import unpublish
+
+    context = _context(ctx)
+    try:
+        removed = unpublish(_settings(ctx), context.store, context.catalog, episode_id)
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"episode {episode_id!r} unpublished; {removed} object(s) removed")
+
+
+@episode.command("links")
+@click.argument("episode_id")
+@click.option("--expires", type=int, default=24 * 3600, show_default=True, help="Seconds the links stay valid.")
+@click.pass_context
+def episode_links(ctx: click.Context, episode_id: str, expires: int) -> None:
+    """Expiring download links (presigned, S3 stores) for the replay and transcripts."""
+    context = _context(ctx)
+    record = context.catalog.get_episode(episode_id)
+    if record is None:
+        raise click.ClickException(f"no episode {episode_id!r} in the catalog")
+    try:
+        for asset in record.assets:
+            click.echo(f"{asset.name:18} {context.store.presign(asset.key, expires)}")
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.group()
+def feed() -> None:
+    """Feed commands."""
+
+
+@feed.command("rebuild")
+@click.argument("show")
+@click.pass_context
+def feed_rebuild(ctx: click.Context, show: str) -> None:
+    """Rebuild SHOW's feeds from the catalog."""
+    from workers.publish import rebuild_feeds
+
+    context = _context(ctx)
+    try:
+        keys = rebuild_feeds(_settings(ctx), context.store, context.catalog, show)
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for key in keys:
+        click.echo(context.store.url(key))
+
+
+if __name__ == "__main__":
+    main()

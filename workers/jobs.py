@@ -1,0 +1,176 @@
+"""The stages of processing one room, as plain functions over settings, job descriptions and storage keys.
+
+Celery tasks (:mod:`workers.tasks`) are thin wrappers around these, so the in-process run and the distributed
+run execute the same code. Stages are idempotent: every track result is stored under a key derived from the
+content hash of the room's inputs, and a stage whose result already exists returns it without redoing the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.analysis import TrackAnalysis, analyse_track
+from pipeline.errors import InvalidRoom
+from pipeline.manifest import MANIFEST_NAME, Room, load_room
+from pipeline.transcript import TrackTranscript
+from storage.catalog import Catalog
+from storage.objects import ObjectStore, open_store
+from storage.records import SpeakerRecord, TrackRecord
+from workers.config import Settings
+from workers.progress import notify
+
+log = logging.getLogger(__name__)
+
+WORK_PREFIX = "work"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every stage needs to find a room's inputs and results; plain strings so it travels as JSON."""
+
+    episode_id: str
+    room_dir: str
+    input_hash: str
+    language: str | None
+    tracks: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"episode_id": self.episode_id, "room_dir": self.room_dir, "input_hash": self.input_hash,
+                "language": self.language, "tracks": list(self.tracks)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        return cls(str(data["episode_id"]), str(data["room_dir"]), str(data["input_hash"]), data.get("language"),
+                   tuple(int(i) for i in data["tracks"]))
+
+    def result_key(self, name: str) -> str:
+        return f"{WORK_PREFIX}/{self.episode_id}/{self.input_hash[:16]}/{name}"
+
+
+class Context:
+    """Opened resources for one process: the store and the catalog, created once per settings."""
+
+    _cache: dict[Settings, Context] = {}
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: ObjectStore = open_store(settings.store, public_url=settings.public_url)
+        self.catalog = Catalog(settings.database_url)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Context:
+        if settings not in cls._cache:
+            cls._cache[settings] = cls(settings)
+        return cls._cache[settings]
+
+
+def input_hash(room: Room) -> str:
+    """Content hash of the manifest and every track file: the identity of a room's inputs."""
+    digest = hashlib.sha256((room.folder / MANIFEST_NAME).read_bytes())
+    for track in sorted(room.tracks, key=lambda t: t.index):
+        digest.update(track.file.encode())
+        with track.path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ingest(settings: Settings, room_dir: Path) -> Job:
+    """Validate the room, record it in the catalog, and settle its language. Invalid rooms fail here, at once."""
+    ctx = Context.of(settings)
+    try:
+        room = load_room(room_dir)
+    except InvalidRoom as exc:
+        ctx.catalog.record_failure(exc.room, str(exc))
+        raise
+    record_room(ctx.catalog, room, input_hash(room))
+    ctx.catalog.set_stage(room.id, "analysing", 0.0)
+    notify(room.id, "analysing")
+    language = room.language
+    if language is None and settings.transcribe:
+        from workers.transcription import detect_room_language
+
+        language = detect_room_language(settings, room)
+    tracks = tuple(t.index for t in room.published_tracks)
+    return Job(room.id, str(room.folder), input_hash(room), language, tracks)
+
+
+def record_room(catalog: Catalog, room: Room, digest: str) -> None:
+    catalog.upsert_episode(
+        episode_id=room.id, show_id=room.show, title=room.title, description=room.description,
+        visibility=room.visibility, language=room.language, recorded_at=room.recorded_at, input_hash=digest,
+        speakers=[SpeakerRecord(s.id, s.name, s.role, s.consent) for s in room.speakers],
+        tracks=[TrackRecord(t.speaker, t.file, t.start, t.info.duration) for t in room.tracks],
+    )
+
+
+def process_track(settings: Settings, job: Job, track_index: int) -> str:
+    """Analyse (VAD + speech loudness) and transcribe one track; return the storage key of its result."""
+    ctx = Context.of(settings)
+    key = job.result_key(f"track-{track_index}{'' if settings.transcribe else '-audio'}.json")
+    if ctx.store.exists(key):
+        log.info("room %s: track %d already done (%s)", job.episode_id, track_index, key)
+        return key
+    room = load_room(job.room_dir)
+    track = next(t for t in room.tracks if t.index == track_index)
+    what = f"room {room.id!r}: {track.file}"
+    analysis = analyse_track(track, what=what)
+    result: dict[str, Any] = {"analysis": analysis.to_dict(), "transcript": None}
+    if settings.transcribe:
+        from workers.transcription import transcribe
+
+        notify(job.episode_id, f"transcribing {track.file}")
+        result["transcript"] = transcribe(settings, room, track, analysis, job.language).to_dict()
+    ctx.store.put_bytes(key, json.dumps(result).encode(), content_type="application/json")
+    notify(job.episode_id, f"track {track.file} done")
+    return key
+
+
+def load_track_results(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None]]:
+    store = Context.of(settings).store
+    results = []
+    for key in keys:
+        data = json.loads(store.get_bytes(key))
+        transcript = TrackTranscript.from_dict(data["transcript"]) if data["transcript"] else None
+        results.append((TrackAnalysis.from_dict(data["analysis"]), transcript))
+    return results
+
+
+def finish(settings: Settings, job: Job, result_keys: list[str]) -> dict[str, Any]:
+    """Mix, master, write transcripts and chapters, publish. Returns a summary of the published episode."""
+    from feeds.rss import feed_key
+    from workers.publish import ensure_show, publish_episode
+    from workers.render import render_room
+
+    ctx = Context.of(settings)
+    room = load_room(job.room_dir)
+    workspace = Path(settings.work_dir) / job.episode_id / job.input_hash[:16]
+    if workspace.exists():
+        shutil.rmtree(workspace)  # a half-written workspace from a crashed run is never trusted
+    workspace.mkdir(parents=True)
+    try:
+        show = ensure_show(settings, ctx.store, ctx.catalog, room.show)
+        cover = None
+        if show.artwork_key:
+            cover = workspace / f"cover{Path(show.artwork_key).suffix}"
+            ctx.store.download(show.artwork_key, cover)
+        rendered = render_room(settings, ctx.catalog, room, load_track_results(settings, result_keys), workspace,
+                               language=job.language, cover=cover)
+        episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered)
+    except Exception as exc:
+        ctx.catalog.record_failure(room.id, str(exc))
+        raise
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+    ctx.store.delete_prefix(f"{WORK_PREFIX}/{job.episode_id}/")
+    notify(room.id, "published", 1.0)
+    return {"episode": episode.id, "status": episode.status, "duration_s": episode.duration_s,
+            "trim_start_s": rendered.trim_start_s, "chapters": len(rendered.chapters),
+            "words": len(rendered.transcript.words) if rendered.transcript else 0,
+            "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(room.show))}

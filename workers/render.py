@@ -1,0 +1,108 @@
+"""Rendering a room's outputs in a local workspace: the mix, chapters, the mastered replay and the transcripts."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.catalog import Catalog
+
+from pipeline import formats
+from pipeline.analysis import TrackAnalysis
+from pipeline.chapters import Chapter, build_chapters, intervals_from_transcript
+from pipeline.manifest import Room
+from pipeline.master import MasterResult, MasterSettings, Tags, master
+from pipeline.mix import MixSettings, mix
+from pipeline.transcript import TrackTranscript, Transcript, merge
+from workers.config import Settings
+from workers.progress import notify
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Files ready to publish (name in the storage layout -> local path) and what the feed needs to know."""
+
+    files: dict[str, Path]
+    duration_s: float
+    trim_start_s: float
+    chapters: tuple[Chapter, ...]
+    transcript: Transcript | None
+    master: MasterResult
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def speech_intervals(room: Room, analyses: Sequence[TrackAnalysis], shift: float) -> list[tuple[str, float, float]]:
+    """Every consenting speaker's speech regions on the replay clock."""
+    allowed = {t.index for t in room.published_tracks}
+    return sorted(
+        (a.speaker, max(0.0, a.start + r.start + shift), max(0.0, a.start + r.end + shift))
+        for a in analyses if a.track_index in allowed for r in a.regions
+    )
+
+
+def render_room(settings: Settings, catalog: Catalog, room: Room,
+                results: Sequence[tuple[TrackAnalysis, TrackTranscript | None]], workspace: Path,
+                *, language: str | None, cover: Path | None = None) -> Rendered:
+    analyses = [a for a, _ in results]
+    allowed = {s.id for s in room.consenting_speakers}
+    what = f"room {room.id!r}"
+
+    def progress(stage: str, total: float):  # type: ignore[no-untyped-def]
+        def report(seconds: float) -> None:
+            notify(room.id, stage, min(1.0, seconds / total) if total > 0 else None)
+        return report
+
+    catalog.set_stage(room.id, "mixing", 0.0)
+    notify(room.id, "mixing", 0.0)
+    mixed = mix(room, analyses, workspace / "mix.wav", settings=MixSettings(),
+                progress=progress("mixing", room.duration))
+    shift = -mixed.plan.trim_start
+    duration = mixed.plan.duration
+
+    transcript: Transcript | None = None
+    if all(t is not None for _, t in results) and settings.transcribe:
+        consenting = [t for _, t in results if t is not None and t.speaker in allowed]
+        transcript = merge(consenting, room.speaker_names(), language or room.language or "en").shifted(shift)
+    if transcript is not None and transcript.segments:
+        intervals = intervals_from_transcript(transcript)
+    else:
+        intervals = speech_intervals(room, analyses, shift)
+    chapters = tuple(build_chapters(intervals, duration, speaker_names=room.speaker_names(),
+                                    min_chapter_s=settings.min_chapter_s, transcript=transcript))
+
+    catalog.set_stage(room.id, "encoding", 0.0)
+    notify(room.id, "encoding", 0.0)
+    consenting_names = [s.name for s in room.consenting_speakers]
+    tags = Tags(
+        title=room.title, artist=", ".join(consenting_names), album=room.show,
+        date=room.recorded_at.strftime("%Y-%m-%d") if room.recorded_at else "",
+        comment=room.description, language=language or room.language or "",
+    )
+    mastered = master(mixed.path, mixed.loudness_lufs, workspace, tags=tags, chapters=chapters, cover=cover,
+                      settings=MasterSettings(channels=settings.channels, opus=settings.opus), what=what,
+                      progress=progress("encoding", duration))
+    mixed.path.unlink(missing_ok=True)
+
+    files: dict[str, Path] = {f"replay.{f.format}": f.path for f in mastered.files}
+    files["chapters.json"] = write_atomic(workspace / "chapters.json", formats.chapters_json(chapters))
+    if transcript is not None:
+        files["transcript.json"] = write_atomic(workspace / "transcript.json", formats.podcast_json(transcript))
+        files["transcript.vtt"] = write_atomic(workspace / "transcript.vtt", formats.webvtt(transcript))
+        files["transcript.srt"] = write_atomic(workspace / "transcript.srt", formats.srt(transcript))
+        files["transcript.txt"] = write_atomic(workspace / "transcript.txt",
+                                               formats.plain_text(transcript, title=room.title))
+        files["words.json"] = write_atomic(workspace / "words.json", formats.words_json(transcript))
+    log.info("%s: rendered %.1f s replay (lead-in of %.2f s trimmed), %d chapters", what, duration, -shift,
+             len(chapters))
+    return Rendered(files, duration, -shift, chapters, transcript, mastered)

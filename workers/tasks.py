@@ -1,0 +1,106 @@
+"""The Celery app and its tasks: thin wrappers around :mod:`workers.jobs`.
+
+The canvas for one room: ``ingest`` validates it and settles its language, then replaces itself with a chord
+over the room's tracks (``track``: analyse + transcribe, on the ``transcribe`` queue) whose body is ``finish``
+(mix, master, chapters, transcripts, publish). Tasks pass job descriptions and storage keys, never audio.
+The same canvas runs in-process with ``task_always_eager`` (``roomcast process``) and on workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task, chord, group
+from celery.canvas import Signature
+
+from pipeline.errors import StorageError
+from workers import jobs
+from workers.config import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+TRANSCRIBE_QUEUE = "transcribe"
+DEFAULT_QUEUE = "roomcast"
+
+app = Celery("roomcast")
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue=DEFAULT_QUEUE,
+    task_routes={"roomcast.track": {"queue": TRANSCRIBE_QUEUE}},
+    task_time_limit=6 * 3600,
+    task_soft_time_limit=6 * 3600 - 60,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+_settings: Settings | None = None
+
+
+def configure(settings: Settings, *, eager: bool = False) -> None:
+    """Bind the app to ``settings``: the broker for workers, or eager in-process execution."""
+    global _settings
+    _settings = settings
+    app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend or settings.broker_url,
+        task_always_eager=eager,
+        task_eager_propagates=True,
+        task_store_eager_result=False,
+    )
+
+
+def current_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        configure(load_settings())
+    assert _settings is not None
+    return _settings
+
+
+MAX_RETRIES = 8
+
+
+def _transient_retry(task: Task, exc: StorageError) -> Exception:
+    """A retry with exponential backoff for errors that may pass (storage down, network); others fail at once."""
+    if not exc.transient or task.request.retries >= MAX_RETRIES:
+        return exc
+    countdown = min(300, 5 * 2 ** task.request.retries)
+    log.warning("task %s: %s; retrying in %d s", task.name, exc, countdown)
+    return task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES)  # type: ignore[no-any-return]
+
+
+@app.task(name="roomcast.ingest", bind=True)
+def ingest_task(self: Task, room_dir: str) -> Any:
+    try:
+        job = jobs.ingest(current_settings(), Path(room_dir))
+    except StorageError as exc:
+        raise _transient_retry(self, exc) from exc
+    return self.replace(room_canvas(job))
+
+
+@app.task(name="roomcast.track", bind=True)
+def track_task(self: Task, job: dict[str, Any], track_index: int) -> str:
+    try:
+        return jobs.process_track(current_settings(), jobs.Job.from_dict(job), track_index)
+    except StorageError as exc:
+        raise _transient_retry(self, exc) from exc
+
+
+@app.task(name="roomcast.finish", bind=True)
+def finish_task(self: Task, result_keys: list[str], job: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return jobs.finish(current_settings(), jobs.Job.from_dict(job), list(result_keys))
+    except StorageError as exc:
+        raise _transient_retry(self, exc) from exc
+
+
+def room_canvas(job: jobs.Job) -> Signature:
+    header = group(track_task.si(job.to_dict(), index) for index in job.tracks)
+    return chord(header, finish_task.s(job.to_dict()))

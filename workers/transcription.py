@@ -1,0 +1,48 @@
+"""Glue between settings and :mod:`pipeline.transcribe`: one model per process, room-level language choice."""
+
+from __future__ import annotations
+
+import logging
+
+from pipeline.analysis import TrackAnalysis
+from pipeline.manifest import Room, Track
+from pipeline.models import resolve_model
+from pipeline.transcribe import TranscribeSettings, detect_language, load_model, transcribe_track
+from pipeline.transcript import TrackTranscript
+from pipeline.vad import speech_regions
+from workers.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Language detection listens to the first minutes of the longest track: enough speech, little decoding.
+DETECT_WINDOW_S = 300.0
+
+
+def _model(settings: Settings) -> object:
+    ref = resolve_model(settings.model, cache_dir=settings.model_cache)
+    return load_model(ref, _transcribe_settings(settings))
+
+
+def _transcribe_settings(settings: Settings) -> TranscribeSettings:
+    return TranscribeSettings(cpu_threads=settings.cpu_threads)
+
+
+def detect_room_language(settings: Settings, room: Room) -> str:
+    """The room's language, detected once from the speech of its longest consenting track."""
+    track = max(room.published_tracks, key=lambda t: t.info.duration)
+    what = f"room {room.id!r}: {track.file}"
+    regions = [r for r in speech_regions(track.path, what=what) if r.start < DETECT_WINDOW_S]
+    language = detect_language(track.path, regions, _model(settings))
+    log.info("room %s: detected language %s from %s", room.id, language, track.file)
+    return language
+
+
+def transcribe(settings: Settings, room: Room, track: Track, analysis: TrackAnalysis,
+               language: str | None) -> TrackTranscript:
+    ref = resolve_model(settings.model, cache_dir=settings.model_cache)
+    model = load_model(ref, _transcribe_settings(settings))
+    return transcribe_track(
+        track.path, analysis.regions, track_index=track.index, speaker=track.speaker, offset=track.start,
+        model=model, language=language or room.language, settings=_transcribe_settings(settings),
+        what=f"room {room.id!r}: {track.file}",
+    )
