@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 MONO_TARGET_LUFS = -19.0
 STEREO_TARGET_LUFS = -16.0
-MAX_PASSES = 3
+MAX_PASSES = 4
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class MasterSettings:
     tolerance_lu: float = 0.4
     sample_rate: int = 44_100
     mp3_kbps: int | None = None  # None: 96 mono, 128 stereo
-    aac_kbps: int | None = None  # None: 80 mono, 128 stereo
+    aac_kbps: int | None = None  # None: 96 mono, 128 stereo
     opus: bool = False
     opus_kbps: int = 48
 
@@ -74,7 +74,6 @@ class MasterResult:
     gain_db: float
     limiter_db: float
     passes: int
-    duration: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def file(self, fmt: str) -> EncodedFile:
@@ -110,8 +109,11 @@ def master(mix_path: Path, mix_lufs: float, out_dir: Path, *, tags: Tags, chapte
     with tempfile.TemporaryDirectory(prefix="roomcast-master-", dir=out_dir) as tmp:
         meta = Path(tmp) / "chapters.ffmeta"
         meta.write_text(ffmetadata(tags, chapters), encoding="utf-8")
+        safe: set[str] = set()
+        previous: dict[str, float] = {}
         for attempt in range(1, MAX_PASSES + 1):
-            outputs = _encode(mix_path, meta, cover, Path(tmp), gain, limiter, settings, what, progress)
+            outputs = _encode(mix_path, meta, cover, Path(tmp), gain, limiter, settings, what, progress,
+                              frozenset(safe))
             files = tuple(EncodedFile(p, fmt, measure_file(p, what=f"{what}: measuring {p.name}"))
                           for fmt, p in outputs)
             worst_peak = max(f.loudness.true_peak_dbtp for f in files)
@@ -125,6 +127,12 @@ def master(mix_path: Path, mix_lufs: float, out_dir: Path, *, tags: Tags, chapte
             if attempt == MAX_PASSES:
                 raise MediaError(f"{what}: could not reach {settings.target} LUFS / {settings.true_peak_db} dBTP in "
                                  f"{MAX_PASSES} passes (last: {mean_lufs:.2f} LUFS, {worst_peak:.2f} dBTP)")
+            for f in files:
+                peak = f.loudness.true_peak_dbtp
+                if peak > settings.true_peak_db and previous.get(f.format, -99.0) >= peak - 0.1:
+                    safe.add(f.format)  # a lower limiter did not help: an encoder overshoot, not the signal
+                    notes.append(f"pass {attempt}: {f.format} overshoots whatever the limiter; safe encoder mode")
+                previous[f.format] = peak
             if worst_peak > settings.true_peak_db:
                 limiter -= worst_peak - settings.true_peak_db + 0.2
                 notes.append(f"pass {attempt}: true peak {worst_peak:.2f} dBTP, limiter lowered to {limiter:.2f} dB")
@@ -138,7 +146,10 @@ def master(mix_path: Path, mix_lufs: float, out_dir: Path, *, tags: Tags, chapte
 
 
 def _encode(mix_path: Path, meta: Path, cover: Path | None, tmp: Path, gain: float, limiter: float,
-            settings: MasterSettings, what: str, progress: ProgressCallback | None) -> list[tuple[str, Path]]:
+            settings: MasterSettings, what: str, progress: ProgressCallback | None,
+            safe: frozenset[str] = frozenset()) -> list[tuple[str, Path]]:
+    """One ffmpeg pass: gain, limiter, then every format. Formats in ``safe`` use their most conservative
+    encoder mode (ffmpeg's AAC 'twoloop' coder occasionally overshoots by ~2 dB at some bitrates)."""
     mono = settings.channels == 1
     formats = ["mp3", "m4a"] + (["opus"] if settings.opus else [])
     limit = 10 ** (limiter / 20)
@@ -160,8 +171,10 @@ def _encode(mix_path: Path, meta: Path, cover: Path | None, tmp: Path, gain: flo
             kbps = settings.mp3_kbps or (96 if mono else 128)
             args += ["-c:a", "libmp3lame", "-b:a", f"{kbps}k", "-id3v2_version", "3", "-write_xing", "1"]
         elif fmt == "m4a":
-            kbps = settings.aac_kbps or (80 if mono else 128)
+            kbps = settings.aac_kbps or (96 if mono else 128)
             args += ["-c:a", "aac", "-b:a", f"{kbps}k", "-movflags", "+faststart"]
+            if "m4a" in safe:
+                args += ["-aac_coder", "fast"]
         else:
             args += ["-c:a", "libopus", "-b:a", f"{settings.opus_kbps}k", "-application", "voip"]
         args.append(str(path))

@@ -96,9 +96,11 @@ def validate(room_dir: Path) -> None:
 @click.option("--public-url", default=None, help="Base URL of published objects (default: $ROOMCAST_PUBLIC_URL).")
 @click.option("-j", "--processes", type=click.IntRange(min=1), default=None,
               help="Tracks analysed and transcribed at once (default: one per CPU core).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display; only errors and the final JSON summary.")
 @click.pass_context
 def process(ctx: click.Context, room_dir: Path, out_dir: Path | None, store: str | None, model: str | None,
-            no_transcribe: bool, min_chapter_s: float | None, public_url: str | None, processes: int | None) -> None:
+            no_transcribe: bool, min_chapter_s: float | None, public_url: str | None, processes: int | None,
+            quiet: bool) -> None:
     """Process ROOM_DIR in this process: validate, analyse, transcribe, mix, master, publish."""
     from workers.progress import listening
     from workers.runner import process_room
@@ -111,7 +113,7 @@ def process(ctx: click.Context, room_dir: Path, out_dir: Path | None, store: str
     )
     started = time.monotonic()
     try:
-        with listening(StageDisplay(ctx.obj["quiet"])):
+        with listening(StageDisplay(quiet or ctx.obj["quiet"])):
             summary = process_room(settings, room_dir, processes=processes)
     except InvalidRoom as exc:
         click.echo(str(exc), err=True)

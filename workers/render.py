@@ -55,7 +55,8 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
                 results: Sequence[tuple[TrackAnalysis, TrackTranscript | None]], workspace: Path,
                 *, language: str | None, cover: Path | None = None) -> Rendered:
     analyses = [a for a, _ in results]
-    allowed = {s.id for s in room.consenting_speakers}
+    names = {s.id: s.name for s in room.consenting_speakers}  # declined speakers never reach any output
+    allowed = set(names)
     what = f"room {room.id!r}"
 
     def progress(stage: str, total: float):  # type: ignore[no-untyped-def]
@@ -73,12 +74,12 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
     transcript: Transcript | None = None
     if all(t is not None for _, t in results) and settings.transcribe:
         consenting = [t for _, t in results if t is not None and t.speaker in allowed]
-        transcript = merge(consenting, room.speaker_names(), language or room.language or "en").shifted(shift)
+        transcript = merge(consenting, names, language or room.language or "en").shifted(shift)
     if transcript is not None and transcript.segments:
         intervals = intervals_from_transcript(transcript)
     else:
         intervals = speech_intervals(room, analyses, shift)
-    chapters = tuple(build_chapters(intervals, duration, speaker_names=room.speaker_names(),
+    chapters = tuple(build_chapters(intervals, duration, speaker_names=names,
                                     min_chapter_s=settings.min_chapter_s, transcript=transcript))
 
     catalog.set_stage(room.id, "encoding", 0.0)
