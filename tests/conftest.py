@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.roomgen import make_room
+from tests.s3servers import WeedServer
 
 # Models are resolved from installed packages; tests never reach for a model hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -42,3 +44,30 @@ def room_copy(tmp_path: Path) -> Callable[[Path], Path]:
         return target
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedServer]:
+    """A real S3-compatible server (SeaweedFS) on 127.0.0.1 for the whole session; boto3 in this process is
+    pointed at it through its standard environment variables."""
+    server = WeedServer(tmp_path_factory.mktemp("s3"))
+    server.start()
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    try:
+        yield server
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture()
+def bucket(s3_server: WeedServer) -> str:
+    """A fresh, empty bucket on the session's S3 server."""
+    name = f"rc-{uuid.uuid4().hex[:16]}"
+    s3_server.create_bucket(name)
+    return name
