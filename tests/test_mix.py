@@ -16,7 +16,7 @@ from mutagen.mp4 import MP4
 from pipeline.analysis import analyse_track
 from pipeline.chapters import Chapter
 from pipeline.manifest import load_room
-from pipeline.master import MasterSettings, Tags, master
+from pipeline.master import Tags, master
 from pipeline.mix import MixSettings, mix
 
 RATE = 44_100
@@ -82,7 +82,8 @@ def mastered(room_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     analyses = [analyse_track(t, what=t.file) for t in room.tracks]
     mixed = mix(room, analyses, out / "mix.wav")
     duration = mixed.plan.duration
-    chapters = [Chapter(0.0, duration / 2, "Intro & <welcome>", "s0"), Chapter(duration / 2, duration, "Zoë's turn", "s1")]
+    chapters = [Chapter(0.0, duration / 2, "Intro & <welcome>", "s0"),
+                Chapter(duration / 2, duration, "Zoë's turn", "s1")]
     result = master(mixed.path, mixed.loudness_lufs, out, tags=Tags("Mix & <test>", "Speaker 0", "tests"),
                     chapters=chapters, what="mix-test")
     return {"room": room, "mix": mixed, "master": result, "out": out, "chapters": chapters,
