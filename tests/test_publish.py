@@ -1,0 +1,176 @@
+"""Publishing to a real S3-compatible server: feed contents over HTTP, re-publishing, visibility, and a server
+stopped in the middle of a publish (the old feed stays valid; a re-run completes with one item per episode)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+from lxml import etree
+
+from pipeline.errors import StorageError
+from storage.objects import ObjectInfo
+from storage.s3 import S3Store
+from tests.roomgen import manifest, write_manifest
+from tests.s3servers import WeedServer
+from workers.config import Settings
+from workers.jobs import Context
+from workers.runner import process_room
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
+NS = {"itunes": "http://www.itunes.com/dtds/podcast-1.0.dtd", "podcast": "https://podcastindex.org/namespace/1.0"}
+
+
+def settings_for(tmp: Path, store: str) -> Settings:
+    return Settings(store=store, database_url=f"sqlite:///{tmp / 'catalog.sqlite'}", work_dir=tmp / "work",
+                    cache_dir=tmp / "cache", transcribe=False, min_chapter_s=10.0)
+
+
+def variant(room: Path, tmp: Path, **changes: Any) -> Path:
+    """A copy of ``room`` with manifest fields changed (id, visibility, title...)."""
+    copy = tmp / changes.get("id", room.name)
+    shutil.copytree(room, copy)
+    data = manifest(copy)
+    data.update(changes)
+    write_manifest(copy, data)
+    return copy
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url) as reply:
+        return reply.read()  # type: ignore[no-any-return]
+
+
+def test_publish_republish_and_visibility(short_room: Path, bucket: str, s3_server: WeedServer, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, f"s3://{bucket}/podcasts")
+    first = process_room(settings, variant(short_room, tmp_path, id="ep-one"), processes=2)
+    store = Context.of(settings).store
+    feed_url = store.url("shows/founders-hour/feed.xml")
+    feed = feedparser.parse(fetch(feed_url))
+    assert not feed.bozo and [e.title for e in feed.entries] == [manifest(short_room)["title"]]
+    enclosure = feed.entries[0].enclosures[0]
+    replay = fetch(enclosure.href)
+    assert len(replay) == int(enclosure.length) and replay[:3] in (b"ID3", b"\xff\xfb")
+    guid = feed.entries[0].id
+
+    # The same room again: same guid, one item, nothing uploaded twice.
+    uploads: list[ObjectInfo] = []
+    original = S3Store.put_file
+
+    def counting(self: S3Store, key: str, path: Path, **kw: Any) -> ObjectInfo:
+        info = original(self, key, path, **kw)
+        uploads.append(info)
+        return info
+
+    S3Store.put_file = counting  # type: ignore[method-assign]
+    try:
+        process_room(settings, variant(short_room, tmp_path / "again", id="ep-one"), processes=2)
+    finally:
+        S3Store.put_file = original  # type: ignore[method-assign]
+    feed = feedparser.parse(fetch(feed_url))
+    assert [e.id for e in feed.entries] == [guid]
+    assert uploads and not any(u.uploaded for u in uploads), [u.key for u in uploads if u.uploaded]
+    assert first["assets"] == [u.key for u in sorted(uploads, key=lambda u: u.key)]
+
+    # Private: only in the private feed, its objects only under the private path. Unlisted: in no feed.
+    process_room(settings, variant(short_room, tmp_path, id="ep-private", visibility="private"), processes=2)
+    process_room(settings, variant(short_room, tmp_path, id="ep-unlisted", visibility="unlisted"), processes=2)
+    public = fetch(feed_url).decode()
+    assert "ep-private" not in public and "ep-unlisted" not in public
+    assert len(feedparser.parse(public).entries) == 1
+    token = Context.of(settings).catalog.get_show("founders-hour").private_token
+    assert token and len(token) >= 22  # >= 128 bits, URL-safe base64
+    private = feedparser.parse(fetch(store.url(f"shows/founders-hour/private/{token}/feed.xml")))
+    assert len(private.entries) == 1
+    assert f"/private/{token}/episodes/ep-private/" in private.entries[0].enclosures[0].href
+    keys = [o.key for o in store.list("shows/founders-hour/")]
+    assert not [k for k in keys if "ep-private" in k and "/private/" not in k]
+    assert [k for k in keys if "/episodes/ep-unlisted/replay.mp3" in k]
+
+
+def test_feed_tags_over_http(short_room: Path, bucket: str, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, f"s3://{bucket}")
+    process_room(settings, variant(short_room, tmp_path, id="ep-tags"), processes=2)
+    store = Context.of(settings).store
+    body = fetch(store.url("shows/founders-hour/feed.xml"))
+    root = etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True))
+    channel = root.find("channel")
+    for path in ("title", "description", "language", "itunes:image", "itunes:category", "itunes:explicit",
+                 "itunes:author", "itunes:owner/itunes:email", "podcast:guid", "podcast:locked"):
+        assert channel.find(path, NS) is not None, path
+    item = channel.find("item")
+    for path in ("title", "guid", "pubDate", "enclosure", "itunes:duration", "itunes:episodeType",
+                 "podcast:chapters"):
+        assert item.find(path, NS) is not None, path
+    for node in item.findall("podcast:person", NS):
+        assert node.text != "Dave Novák"
+    image = channel.find("itunes:image", NS).get("href")
+    assert fetch(image)[:3] == b"\xff\xd8\xff"  # the generated JPEG cover is really there
+    for asset in [item.find("enclosure").get("url"), item.find("podcast:chapters", NS).get("url")]:
+        assert fetch(asset)
+
+
+class StopsMidPublish(S3Store):
+    """A real S3 store whose server is stopped right after the first episode asset is uploaded."""
+
+    server: WeedServer
+
+    def put_file(self, key: str, path: Path, **kw: Any) -> ObjectInfo:
+        info = super().put_file(key, path, **kw)
+        if "/episodes/" in key and self.server.process is not None:
+            self.server.stop()
+        return info
+
+
+def test_server_stopped_mid_publish_keeps_old_feed_and_rerun_completes(short_room: Path, tmp_path: Path) -> None:
+    server = WeedServer(tmp_path / "weed")
+    server.start()
+    try:
+        server.create_bucket("rc-crash")
+        import os
+
+        os.environ.update(server.env)
+        settings = settings_for(tmp_path, "s3://rc-crash")
+        process_room(settings, variant(short_room, tmp_path, id="ep-before"), processes=2)
+        store = Context.of(settings).store
+        feed_before = store.get_bytes("shows/founders-hour/feed.xml")
+
+        crashing = settings_for(tmp_path / "x", "s3://rc-crash").replace(database_url=settings.database_url)
+        context = Context(crashing)
+        context.store = StopsMidPublish("rc-crash", "")
+        context.store.server = server  # type: ignore[attr-defined]
+        Context._cache[crashing] = context
+        room = variant(short_room, tmp_path, id="ep-during", title="During the outage")
+        with pytest.raises(StorageError):
+            process_room(crashing, room, processes=2)
+
+        server.start()
+        deadline = time.monotonic() + 60
+        while True:  # the restarted server may answer 5xx for a moment
+            try:
+                assert store.get_bytes("shows/founders-hour/feed.xml") == feed_before
+                break
+            except StorageError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert len(feedparser.parse(feed_before).entries) == 1
+        status = Context.of(settings).catalog.get_episode("ep-during")
+        assert status is not None and status.status == "failed" and "rc-crash" in status.error
+
+        process_room(settings, room, processes=2)
+        feed = feedparser.parse(store.get_bytes("shows/founders-hour/feed.xml"))
+        assert sorted(e.title for e in feed.entries) == sorted([manifest(short_room)["title"], "During the outage"])
+        for entry in feed.entries:
+            assert store.stat(entry.enclosures[0].href.split("/rc-crash/", 1)[1]) is not None
+        keys = [o.key for o in store.list("shows/founders-hour/episodes/ep-during/")]
+        assert len(keys) == len(set(keys)) and json.loads(store.get_bytes(
+            "shows/founders-hour/episodes/ep-during/chapters.json"))["version"] == "1.2.0"
+    finally:
+        server.stop()
