@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import shutil
 import subprocess
 import threading
 import uuid
@@ -332,7 +331,6 @@ def web_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         thread.join()
 
 
-@pytest.mark.skipif(shutil.which("gpo") is None, reason="Debian's gpodder (gpo) is not installed")
 def test_gpodder_subscribes_and_downloads_the_enclosure(tmp_path: Path, web_root: tuple[Path, str]) -> None:
     root, base = web_root
     replay_key = episode_prefix("x", "ep1") + "replay.mp3"

@@ -174,3 +174,24 @@ def test_server_stopped_mid_publish_keeps_old_feed_and_rerun_completes(short_roo
             "shows/founders-hour/episodes/ep-during/chapters.json"))["version"] == "1.2.0"
     finally:
         server.stop()
+
+
+def test_gpodder_downloads_the_episode_from_s3_byte_for_byte(short_room: Path, bucket: str, tmp_path: Path) -> None:
+    """Debian's gPodder subscribes to the published feed over HTTP and downloads the replay from the S3 server."""
+    import os
+    import subprocess
+
+    settings = settings_for(tmp_path, f"s3://{bucket}")
+    process_room(settings, variant(short_room, tmp_path, id="ep-gpodder"), processes=2)
+    store = Context.of(settings).store
+    env = {**os.environ, "GPODDER_HOME": str(tmp_path / "gpodder"), "GPODDER_DOWNLOAD_DIR": str(tmp_path / "dl")}
+
+    def gpo(*args: str) -> str:
+        done = subprocess.run(["gpo", *args], env=env, capture_output=True, text=True, timeout=180, check=True)
+        return done.stdout + done.stderr
+
+    assert "Successfully added" in gpo("subscribe", store.url("shows/founders-hour/feed.xml"))
+    assert manifest(short_room)["title"] in gpo("episodes")
+    gpo("download")
+    downloaded = [p.read_bytes() for p in (tmp_path / "dl").rglob("*") if p.is_file() and p.suffix == ".mp3"]
+    assert downloaded == [store.get_bytes("shows/founders-hour/episodes/ep-gpodder/replay.mp3")]
