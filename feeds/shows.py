@@ -105,6 +105,11 @@ class ShowConfig:
     link: str | None = None
     max_items: int = DEFAULT_MAX_ITEMS
     locked: bool = False
+    # How the show's replays are encoded (None: the roomcast settings' defaults).
+    channels: int | None = None
+    mp3_kbps: int | None = None
+    aac_kbps: int | None = None
+    opus: bool = False
 
     def to_record(self) -> ShowRecord:
         return ShowRecord(id=self.id, title=self.title, author=self.author, owner_name=self.owner,
@@ -116,7 +121,8 @@ class ShowConfig:
 
 _STRING_KEYS = ("title", "author", "owner", "email", "description", "language", "category", "subcategory",
                 "artwork", "link")
-_BOOL_KEYS = ("explicit", "locked")
+_BOOL_KEYS = ("explicit", "locked", "opus")
+_INT_KEYS = {"max_items": (1, 100_000), "channels": (1, 2), "mp3_kbps": (32, 320), "aac_kbps": (32, 320)}
 _KNOWN_KEYS = {f.name for f in fields(ShowConfig)} - {"id"}
 
 
@@ -188,9 +194,10 @@ def _typed_values(table: dict[str, Any], where: str) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise FeedError(f"{where}: {key} must be true or false, got {value!r}")
             values[key] = value
-        elif key == "max_items":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise FeedError(f"{where}: max_items must be a positive integer, got {value!r}")
+        elif key in _INT_KEYS:
+            low, high = _INT_KEYS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise FeedError(f"{where}: {key} must be an integer from {low} to {high}, got {value!r}")
             values[key] = value
     return values
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from tests.roomgen import manifest, write_manifest
+from tests.roomgen import ebur128, manifest, write_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +92,22 @@ def test_models_lists_the_bundled_model(env: dict[str, str]) -> None:
     assert "download" in cli("models", "small", env=env).stdout
     missing = cli("models", "/nowhere/model", env=env, check=False)
     assert missing.returncode != 0 and "/nowhere/model" in missing.stderr
+
+
+def test_show_encoding_settings_stereo_and_opus(short_room: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    show = manifest(short_room)["show"]
+    shows = tmp_path / "shows.toml"
+    shows.write_text(f'[shows.{show}]\ntitle = "Stereo & Opus"\nchannels = 2\nmp3_kbps = 160\nopus = true\n')
+    env = dict(env, ROOMCAST_SHOWS=str(shows))
+    summary = json.loads(cli("process", str(short_room), "--no-transcribe", "-q", env=env).stdout)
+    folder = tmp_path / "store" / Path(summary["assets"][0]).parent
+    probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json",
+                                       str(folder / "replay.mp3")], capture_output=True, check=True).stdout)
+    assert probe["streams"][0]["channels"] == 2
+    assert int(probe["streams"][0]["bit_rate"]) == 160_000
+    report = ebur128(folder / "replay.mp3")
+    assert abs(report["integrated"] - (-16.0)) <= 0.5 and report["true_peak"] <= -1.0
+    assert (folder / "replay.opus").stat().st_size > 10_000
+    opus = ebur128(folder / "replay.opus")
+    assert abs(opus["integrated"] - (-16.0)) <= 0.5 and opus["true_peak"] <= -1.0
+    assert "Stereo &amp; Opus" in (tmp_path / "store" / "shows" / show / "feed.xml").read_text()

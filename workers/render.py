@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.catalog import Catalog
-
+from feeds.shows import show_config
 from pipeline import formats
 from pipeline.analysis import TrackAnalysis
 from pipeline.chapters import Chapter, build_chapters, intervals_from_transcript
@@ -17,6 +16,7 @@ from pipeline.manifest import Room
 from pipeline.master import MasterResult, MasterSettings, Tags, master
 from pipeline.mix import MixSettings, mix
 from pipeline.transcript import TrackTranscript, Transcript, merge
+from storage.catalog import Catalog
 from workers.config import Settings
 from workers.progress import notify
 
@@ -49,6 +49,13 @@ def speech_intervals(room: Room, analyses: Sequence[TrackAnalysis], shift: float
         (a.speaker, max(0.0, a.start + r.start + shift), max(0.0, a.start + r.end + shift))
         for a in analyses if a.track_index in allowed for r in a.regions
     )
+
+
+def master_settings(settings: Settings, show_id: str) -> MasterSettings:
+    """Encoding for a show: its ``shows.toml`` table where it says, the roomcast settings otherwise."""
+    show = show_config(show_id, settings.shows_config)
+    return MasterSettings(channels=show.channels or settings.channels, mp3_kbps=show.mp3_kbps,
+                          aac_kbps=show.aac_kbps, opus=show.opus or settings.opus)
 
 
 def render_room(settings: Settings, catalog: Catalog, room: Room,
@@ -91,8 +98,7 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
         comment=room.description, language=language or room.language or "",
     )
     mastered = master(mixed.path, mixed.loudness_lufs, workspace, tags=tags, chapters=chapters, cover=cover,
-                      settings=MasterSettings(channels=settings.channels, opus=settings.opus), what=what,
-                      progress=progress("encoding", duration))
+                      settings=master_settings(settings, room.show), what=what, progress=progress("encoding", duration))
     mixed.path.unlink(missing_ok=True)
 
     files: dict[str, Path] = {f"replay.{f.format}": f.path for f in mastered.files}
