@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(ffmpeg espeak-ng sox redis-server postgresql gpodder python3-venv python3-pip)
+SYSTEM_PACKAGES=(ffmpeg espeak-ng sox redis-server postgresql gpodder fonts-dejavu-core python3-venv python3-pip)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
