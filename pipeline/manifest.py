@@ -294,7 +294,8 @@ def _tracks(folder: Path, value: Any, speaker_ids: set[str], problems: _Problems
             continue
         info = _probe(path, file, problems) if probe else None
         if ok and info is not None:
-            tracks.append(Track(index=n, speaker=str(speaker), file=file, path=path, start=float(start), info=info))
+            tracks.append(Track(index=n, speaker=str(speaker), file=file, path=path, start=float(start or 0),
+                                info=info))
     return tracks
 
 

@@ -126,7 +126,7 @@ class S3Store:
 
     def get_bytes(self, key: str) -> bytes:
         body = self._call("read", key, self.client.get_object, Bucket=self.bucket, Key=self._key(key))["Body"]
-        return body.read()  # type: ignore[no-any-return]
+        return body.read()
 
     def download(self, key: str, path: Path) -> None:
         self._call("download", key, self.client.download_file, Bucket=self.bucket, Key=self._key(key),
@@ -170,4 +170,4 @@ class S3Store:
 
     def presign(self, key: str, expires_s: int = 3600) -> str:
         return self._call("sign", key, self.client.generate_presigned_url, ClientMethod="get_object",
-                          Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires_s)  # type: ignore
+                          Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires_s)

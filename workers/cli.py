@@ -66,7 +66,7 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
 
 
 def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj["settings"]  # type: ignore[no-any-return]
+    return ctx.obj["settings"]
 
 
 @main.command()

@@ -11,13 +11,12 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from storage.catalog import Catalog
-from storage.objects import ObjectStore
-
 from feeds.rss import build_feed, episode_prefix, feed_key
 from feeds.shows import check_artwork, default_artwork, show_config, show_record
 from pipeline.errors import FeedError
 from pipeline.manifest import Room
+from storage.catalog import Catalog
+from storage.objects import ObjectStore
 from storage.records import AssetRecord, EpisodeRecord, ShowRecord
 from workers.config import Settings
 from workers.render import Rendered
@@ -69,7 +68,8 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
 def _remove_other_copies(store: ObjectStore, catalog: Catalog, show: ShowRecord, room: Room, kept: str) -> None:
     """When a room changes visibility, its objects under the other path (public or private) are removed."""
     others = [episode_prefix(show.id, room.id, None)]
-    token = catalog.get_show(show.id).private_token if catalog.get_show(show.id) else None
+    current = catalog.get_show(show.id)
+    token = current.private_token if current else None
     if token:
         others.append(episode_prefix(show.id, room.id, token))
     for prefix in others:

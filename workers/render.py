@@ -66,7 +66,7 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
     allowed = set(names)
     what = f"room {room.id!r}"
 
-    def progress(stage: str, total: float):  # type: ignore[no-untyped-def]
+    def progress(stage: str, total: float):
         def report(seconds: float) -> None:
             notify(room.id, stage, min(1.0, seconds / total) if total > 0 else None)
         return report

@@ -32,7 +32,7 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
     processes = processes or default_processes()
     tasks.configure(settings, eager=True)
     if processes <= 1:
-        return tasks.ingest_task.apply(args=(str(room_dir),)).get()  # type: ignore[no-any-return]
+        return tasks.ingest_task.apply(args=(str(room_dir),)).get()
     job = jobs.ingest(settings, room_dir)
     keys: dict[int, str] = {}
     notify(job.episode_id, "analysing and transcribing tracks", 0.0)

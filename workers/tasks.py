@@ -73,7 +73,7 @@ def _transient_retry(task: Task, exc: StorageError) -> Exception:
         return exc
     countdown = min(300, 5 * 2 ** task.request.retries)
     log.warning("task %s: %s; retrying in %d s", task.name, exc, countdown)
-    return task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES)  # type: ignore[no-any-return]
+    return task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES)
 
 
 @app.task(name="roomcast.ingest", bind=True)

@@ -7,7 +7,7 @@ import logging
 from pipeline.analysis import TrackAnalysis
 from pipeline.manifest import Room, Track
 from pipeline.models import resolve_model
-from pipeline.transcribe import TranscribeSettings, detect_language, load_model, transcribe_track
+from pipeline.transcribe import SpeechModel, TranscribeSettings, detect_language, load_model, transcribe_track
 from pipeline.transcript import TrackTranscript
 from pipeline.vad import speech_regions
 from workers.config import Settings
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 DETECT_WINDOW_S = 300.0
 
 
-def _model(settings: Settings) -> object:
+def _model(settings: Settings) -> SpeechModel:
     ref = resolve_model(settings.model, cache_dir=settings.model_cache)
     return load_model(ref, _transcribe_settings(settings))
 
