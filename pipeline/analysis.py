@@ -16,9 +16,11 @@ from pipeline.vad import BLOCK_S, SpeechRegion, VadSettings, speech_regions_in
 
 log = logging.getLogger(__name__)
 
-# A track whose decoded length differs from its container's duration by more than this is suspicious
-# (truncated upload, sender stalls): reported, never silently accepted.
+# A track whose decoded length differs from its container's duration, or from the span the manifest declares
+# (``end - start``), by more than this is suspicious (truncated upload, sender stalls, clock drift): it is
+# reported, never silently accepted.
 DRIFT_WARN_S = 2.0
+DRIFT_WARN_RATIO = 0.01
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class TrackAnalysis:
     regions: tuple[SpeechRegion, ...]
     speech_lufs: float
     decoded_s: float
+    warnings: tuple[str, ...] = ()
 
     @property
     def speech_s(self) -> float:
@@ -40,13 +43,13 @@ class TrackAnalysis:
     def to_dict(self) -> dict[str, Any]:
         return {"track_index": self.track_index, "speaker": self.speaker, "start": self.start,
                 "duration": self.duration, "regions": [[r.start, r.end] for r in self.regions],
-                "speech_lufs": self.speech_lufs, "decoded_s": self.decoded_s}
+                "speech_lufs": self.speech_lufs, "decoded_s": self.decoded_s, "warnings": list(self.warnings)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackAnalysis:
         return cls(int(data["track_index"]), str(data["speaker"]), float(data["start"]), float(data["duration"]),
                    tuple(SpeechRegion(float(a), float(b)) for a, b in data["regions"]), float(data["speech_lufs"]),
-                   float(data["decoded_s"]))
+                   float(data["decoded_s"]), tuple(data.get("warnings", ())))
 
 
 def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None) -> TrackAnalysis:
@@ -66,10 +69,25 @@ def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None) ->
     speech_lufs = meter.loudness([(r.start, r.end) for r in regions]) if regions else SILENCE_LUFS
     if speech_lufs <= SILENCE_LUFS and regions:
         speech_lufs = meter.loudness()  # regions too short for a 400 ms block: fall back to the whole track
-    if abs(decoded_s - track.info.duration) > DRIFT_WARN_S:
-        log.warning("%s: decodes to %.1f s but its container says %.1f s (truncated file or clock drift?)",
-                    what, decoded_s, track.info.duration)
+    warnings = drift_warnings(track, decoded_s, what=what)
+    for warning in warnings:
+        log.warning("%s", warning)
     log.info("%s: %d speech regions, %.1f s of speech at %.1f LUFS", what, len(regions),
              sum(r.duration for r in regions), speech_lufs)
     return TrackAnalysis(track.index, track.speaker, track.start, track.info.duration, regions,
-                         round(speech_lufs, 2), round(decoded_s, 3))
+                         round(speech_lufs, 2), round(decoded_s, 3), warnings)
+
+
+def drift_warnings(track: Track, decoded_s: float, *, what: str) -> tuple[str, ...]:
+    """Disagreements between what a track holds and what its container or the manifest say it should."""
+    found = []
+    if abs(decoded_s - track.info.duration) > DRIFT_WARN_S:
+        found.append(f"{what}: decodes to {decoded_s:.1f} s but its container says {track.info.duration:.1f} s "
+                     "(truncated or damaged file?)")
+    if track.declared_end is not None:
+        span = track.declared_end - track.start
+        if abs(decoded_s - span) > max(DRIFT_WARN_S, DRIFT_WARN_RATIO * span):
+            found.append(f"{what}: holds {decoded_s:.1f} s of audio but the manifest gives it {span:.1f} s "
+                         f"({track.start:.1f}-{track.declared_end:.1f} s): clock drift, stalls or truncation; "
+                         "words after the gap may be misplaced")
+    return tuple(found)

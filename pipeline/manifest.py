@@ -48,6 +48,7 @@ class Track:
     path: Path
     start: float
     info: AudioInfo
+    declared_end: float | None = None  # when the platform says the speaker left (optional ``end`` in the manifest)
 
     @property
     def end(self) -> float:
@@ -286,6 +287,11 @@ def _tracks(folder: Path, value: Any, speaker_ids: set[str], problems: _Problems
         elif start < 0:
             problems.add(MANIFEST_NAME, f"{where}start {start!r} is negative; offsets count from the room's start")
             ok = False
+        end = item.get("end")
+        if end is not None and (isinstance(end, bool) or not isinstance(end, int | float) or not math.isfinite(end)
+                                or (ok and end <= start)):
+            problems.add(MANIFEST_NAME, f"{where}end {end!r} must be a finite number of seconds after start")
+            ok = False
         if not isinstance(file, str) or not file:
             problems.add(MANIFEST_NAME, f"{where}missing required field 'file'")
             continue
@@ -295,7 +301,7 @@ def _tracks(folder: Path, value: Any, speaker_ids: set[str], problems: _Problems
         info = _probe(path, file, problems) if probe else None
         if ok and info is not None:
             tracks.append(Track(index=n, speaker=str(speaker), file=file, path=path, start=float(start or 0),
-                                info=info))
+                                info=info, declared_end=float(end) if end is not None else None))
     return tracks
 
 

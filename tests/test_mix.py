@@ -200,3 +200,20 @@ def test_tracks_land_on_their_offsets_within_20_ms(click_room: tuple[Path, list[
         window = np.abs(audio[lo:lo + RATE])
         onset = lo + int(np.argmax(window > 0.5 * window.max()))
         assert abs(onset / RATE - expected_at) <= 0.020, (when, onset / RATE - expected_at)
+
+
+def test_a_track_shorter_than_its_declared_span_is_reported(click_room: tuple[Path, list[float]],
+                                                             tmp_path: Path) -> None:
+    folder, _ = click_room
+    copy = tmp_path / "room"
+    import shutil
+
+    shutil.copytree(folder, copy)
+    data = json.loads((copy / "room.json").read_text())
+    data["tracks"][0]["end"] = data["tracks"][0]["start"] + 60.0  # the platform says 60 s; the file holds 6 s
+    data["tracks"][1]["end"] = data["tracks"][1]["start"] + 6.0  # consistent: no warning
+    (copy / "room.json").write_text(json.dumps(data))
+    room = load_room(copy)
+    first, second = (analyse_track(t, what=t.file) for t in room.tracks[:2])
+    assert len(first.warnings) == 1 and "a.opus" in first.warnings[0] and "60.0 s" in first.warnings[0]
+    assert second.warnings == ()

@@ -236,3 +236,9 @@ def test_several_problems_are_reported_at_once(room: Path) -> None:
                         ("room.json", "negative"), ("room.json", "duplicate speaker id 'alice'"),
                         ("tracks/zoe.flac", "missing")]:
         assert_problem(room, file, words)
+
+
+@pytest.mark.parametrize("end", [-5, "soon", True])
+def test_declared_end_must_follow_start(room: Path, end: object) -> None:
+    edit(room, lambda data: data["tracks"][1].update(end=end))
+    assert_problem(room, "room.json", "tracks[1]", "end", "after start")

@@ -160,8 +160,8 @@ def finish(settings: Settings, job: Job, result_keys: list[str]) -> dict[str, An
         if show.artwork_key:
             cover = workspace / f"cover{Path(show.artwork_key).suffix}"
             ctx.store.download(show.artwork_key, cover)
-        rendered = render_room(settings, ctx.catalog, room, load_track_results(settings, result_keys), workspace,
-                               language=job.language, cover=cover)
+        results = load_track_results(settings, result_keys)
+        rendered = render_room(settings, ctx.catalog, room, results, workspace, language=job.language, cover=cover)
         episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered)
     except Exception as exc:
         ctx.catalog.record_failure(room.id, str(exc))
@@ -172,5 +172,6 @@ def finish(settings: Settings, job: Job, result_keys: list[str]) -> dict[str, An
     notify(room.id, "published", 1.0)
     return {"episode": episode.id, "status": episode.status, "duration_s": episode.duration_s,
             "trim_start_s": rendered.trim_start_s, "chapters": len(rendered.chapters),
+            "warnings": [w for analysis, _ in results for w in analysis.warnings],
             "words": len(rendered.transcript.words) if rendered.transcript else 0,
             "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(room.show))}
