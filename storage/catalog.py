@@ -1,7 +1,12 @@
 """The catalog: shows, episodes, their speakers, tracks and published assets, and processing jobs.
 
-SQLAlchemy 2 ORM over SQLite (default) or PostgreSQL. Methods return the detached records of
-:mod:`storage.records`, never ORM objects. Datetimes are stored in UTC.
+SQLAlchemy 2 ORM over SQLite (default) or PostgreSQL, with portable column types; tables are created when missing.
+Methods return the detached records of :mod:`storage.records`, never ORM objects. Datetimes are stored in UTC and
+returned timezone-aware. Database errors become :class:`StorageError`; ``transient`` is set for the ones a retry
+may fix (a lost connection, a locked SQLite file, a pool timeout).
+
+Each run over an episode is a job: :meth:`Catalog.upsert_episode` (the ingest of a room) opens one,
+:meth:`~Catalog.set_stage` moves it on, :meth:`~Catalog.set_failed` and :meth:`~Catalog.mark_published` close it.
 """
 
 from __future__ import annotations
@@ -13,17 +18,44 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from pipeline.errors import StorageError
-from storage.records import AssetRecord, EpisodeRecord, PersonRecord, ShowRecord, SpeakerRecord, TrackRecord
+from storage.records import (
+    AssetRecord,
+    EpisodeRecord,
+    JobRecord,
+    PersonRecord,
+    ShowRecord,
+    SpeakerRecord,
+    TrackRecord,
+)
 
 log = logging.getLogger(__name__)
 
 GUID_NAMESPACE = uuid.UUID("5d1c0e3a-1f0b-4e55-9a39-2d0a9b6c7e11")  # roomcast's namespace for episode guids
+VISIBILITIES = ("public", "unlisted", "private")
+TRANSIENT_DB_ERRORS = (OperationalError, DisconnectionError, InterfaceError, PoolTimeoutError)
 
 
 def now() -> datetime:
@@ -111,9 +143,22 @@ class Asset(Base):
     episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     key: Mapped[str] = mapped_column(String(1024))
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)  # replays of long rooms can pass 2 GiB
     content_type: Mapped[str] = mapped_column(String(128))
     md5: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), index=True)
+    input_hash: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    stage: Mapped[str] = mapped_column(String(128), default="")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Catalog:
@@ -122,18 +167,18 @@ class Catalog:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-                from pathlib import Path
-
-                Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-            connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
-            self.engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-            if url.startswith("sqlite"):
+            self.engine = create_engine(url, **_engine_options(url))
+            self.name = self.engine.url.render_as_string(hide_password=True)
+            if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             Base.metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise StorageError(f"catalog {url}: cannot open: {exc}", transient=True) from exc
+        except (SQLAlchemyError, OSError, ValueError) as exc:
+            raise StorageError(f"catalog {url.split('@')[-1]}: cannot open it: {exc}; check ROOMCAST_DATABASE_URL",
+                               transient=isinstance(exc, TRANSIENT_DB_ERRORS)) from exc
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -143,7 +188,10 @@ class Catalog:
             session.commit()
         except SQLAlchemyError as exc:
             session.rollback()
-            raise StorageError(f"catalog: {exc.__class__.__name__}: {exc}", transient=True) from exc
+            transient = isinstance(exc, TRANSIENT_DB_ERRORS)
+            hint = "; retry later" if transient else ""
+            raise StorageError(f"catalog {self.name}: {exc.__class__.__name__}: {exc}{hint}",
+                               transient=transient) from exc
         except BaseException:
             session.rollback()
             raise
@@ -152,6 +200,7 @@ class Catalog:
 
     # shows
     def upsert_show(self, record: ShowRecord) -> ShowRecord:
+        """Create or update a show; its private feed token, once made, is kept."""
         with self.session() as s:
             row = s.get(Show, record.id)
             values = {f.name: getattr(record, f.name) for f in fields(ShowRecord) if hasattr(Show, f.name)}
@@ -159,7 +208,7 @@ class Catalog:
                 row = Show(**values)
                 s.add(row)
             else:
-                values.pop("private_token", None)  # the token is made once and kept
+                values.pop("private_token", None)
                 for key, value in values.items():
                     setattr(row, key, value)
             s.flush()
@@ -175,7 +224,8 @@ class Catalog:
         with self.session() as s:
             row = s.get(Show, show_id, with_for_update=True)
             if row is None:
-                raise StorageError(f"catalog: show {show_id!r} does not exist")
+                raise StorageError(f"catalog {self.name}: show {show_id!r} does not exist; publish to it or add "
+                                   f"it to shows.toml first")
             if not row.private_token:
                 row.private_token = secrets.token_urlsafe(32)
             return row.private_token
@@ -184,7 +234,11 @@ class Catalog:
     def upsert_episode(self, *, episode_id: str, show_id: str, title: str, description: str, visibility: str,
                        language: str | None, recorded_at: datetime | None, speakers: Sequence[SpeakerRecord],
                        tracks: Sequence[TrackRecord], input_hash: str = "") -> EpisodeRecord:
-        """Create or update an episode from its room; the guid is set once and never changes."""
+        """Create or update an episode from its room and open a job for this run (a running job left by an
+        earlier run is marked abandoned). The guid is set once and never changes."""
+        if visibility not in VISIBILITIES:
+            raise StorageError(f"catalog {self.name}: episode {episode_id!r} has visibility {visibility!r}; "
+                               f"use one of {', '.join(VISIBILITIES)}")
         with self.session() as s:
             row = s.get(Episode, episode_id)
             if row is None:
@@ -194,23 +248,28 @@ class Catalog:
                 row.guid = str(uuid.uuid5(GUID_NAMESPACE, f"{show_id}/{episode_id}"))
             row.show_id, row.title, row.description = show_id, title, description
             row.visibility, row.language, row.recorded_at = visibility, language, _utc(recorded_at)
-            row.status, row.error, row.input_hash = "processing", "", input_hash or row.input_hash
+            row.status, row.stage, row.progress, row.error = "processing", "queued", 0.0, ""
+            row.input_hash = input_hash or row.input_hash
             row.speakers = [Speaker(position=n, speaker_id=p.id, name=p.name, role=p.role, consent=p.consent)
                             for n, p in enumerate(speakers)]
             row.tracks = [Track(position=n, speaker_id=t.speaker, file=t.file, start=t.start, duration=t.duration)
                           for n, t in enumerate(tracks)]
             s.flush()
+            self._close_jobs(s, episode_id, "abandoned", "replaced by a newer run")
+            s.add(Job(id=uuid.uuid4().hex, episode_id=episode_id, input_hash=row.input_hash, stage="queued",
+                      started_at=now()))
             return _episode(row)
 
     def set_stage(self, episode_id: str, stage: str, progress: float | None = None) -> None:
+        """Move an episode and its running job to ``stage`` (``progress`` from 0 to 1 within the stage)."""
+        values: dict[str, object] = {"stage": stage}
+        if progress is not None:
+            values["progress"] = min(max(progress, 0.0), 1.0)
         with self.session() as s:
-            row = s.get(Episode, episode_id)
-            if row is not None:
-                row.stage = stage
-                if progress is not None:
-                    row.progress = progress
+            s.execute(update(Episode).where(Episode.id == episode_id).values(**values))
+            s.execute(update(Job).where(Job.episode_id == episode_id, Job.status == "running").values(**values))
 
-    def record_failure(self, episode_id: str, error: str) -> None:
+    def set_failed(self, episode_id: str, error: str) -> None:
         """Mark the latest run of an episode failed; rooms that never made it into the catalog get a row too."""
         with self.session() as s:
             row = s.get(Episode, episode_id)
@@ -218,20 +277,27 @@ class Catalog:
                 row = Episode(id=episode_id, show_id="", title=episode_id, guid="", visibility="unlisted")
                 s.add(row)
             row.status, row.error = "failed", error[:20_000]
+            s.flush()
+            self._close_jobs(s, episode_id, "failed", error[:20_000])
+
+    record_failure = set_failed  # the name the workers have used
 
     def record_assets(self, episode_id: str, assets: Sequence[AssetRecord]) -> None:
+        """Replace the episode's set of published objects."""
         with self.session() as s:
             row = self._episode_row(s, episode_id)
             row.assets = [Asset(name=a.name, key=a.key, size=a.size, content_type=a.content_type, md5=a.md5)
                           for a in assets]
 
     def mark_published(self, episode_id: str, duration_s: float, published_at: datetime | None = None) -> None:
+        """Mark the episode published and its run done; the first ``published_at`` is kept on re-publishing."""
         with self.session() as s:
             row = self._episode_row(s, episode_id)
             row.status, row.stage, row.progress, row.error = "published", "published", 1.0, ""
             row.duration_s, row.unpublished = duration_s, False
             if row.published_at is None:
                 row.published_at = _utc(published_at) or now()
+            self._close_jobs(s, episode_id, "done", "")
 
     def mark_unpublished(self, episode_id: str) -> None:
         with self.session() as s:
@@ -244,29 +310,61 @@ class Catalog:
             return _episode(row) if row else None
 
     def list_episodes(self, show: str | None = None) -> list[EpisodeRecord]:
+        """Episodes, most recently changed first; of one show when ``show`` is given."""
         with self.session() as s:
-            query = select(Episode).order_by(Episode.updated_at.desc())
+            query = select(Episode).order_by(Episode.updated_at.desc(), Episode.id)
             if show:
                 query = query.where(Episode.show_id == show)
             return [_episode(row) for row in s.scalars(query)]
 
     def feed_episodes(self, show_id: str, visibility: str) -> list[EpisodeRecord]:
-        """Published episodes of a show with ``visibility``, newest first, capped by the show's max_items."""
+        """Published episodes of a show with ``visibility``, newest first (by recording time, else publication
+        time), capped by the show's ``max_items``."""
         with self.session() as s:
             show = s.get(Show, show_id)
-            cap = show.max_items if show else 300
-            query = (select(Episode).where(Episode.show_id == show_id, Episode.visibility == visibility,
-                                           Episode.published_at.is_not(None), Episode.unpublished.is_(False)))
-            rows = [_episode(row) for row in s.scalars(query)]
-        rows.sort(key=lambda e: e.recorded_at or e.published_at or now(), reverse=True)
-        return rows[:cap]
+            newest_first = func.coalesce(Episode.recorded_at, Episode.published_at).desc()
+            query = (select(Episode)
+                     .where(Episode.show_id == show_id, Episode.visibility == visibility,
+                            Episode.published_at.is_not(None), Episode.unpublished.is_(False))
+                     .order_by(newest_first, Episode.published_at.desc(), Episode.id)
+                     .limit(show.max_items if show else 300))
+            return [_episode(row) for row in s.scalars(query)]
+
+    # jobs
+    def jobs(self, episode_id: str) -> list[JobRecord]:
+        """The runs of an episode, newest first."""
+        with self.session() as s:
+            query = select(Job).where(Job.episode_id == episode_id).order_by(Job.started_at.desc(), Job.id)
+            return [_job(row) for row in s.scalars(query)]
+
+    def finished_job(self, episode_id: str, input_hash: str) -> JobRecord | None:
+        """The latest run that completed over exactly these inputs, if any: a new run over them can be skipped."""
+        with self.session() as s:
+            query = (select(Job).where(Job.episode_id == episode_id, Job.input_hash == input_hash,
+                                       Job.status == "done").order_by(Job.finished_at.desc()).limit(1))
+            row = s.scalars(query).first()
+            return _job(row) if row else None
 
     @staticmethod
-    def _episode_row(s: Session, episode_id: str) -> Episode:
+    def _close_jobs(s: Session, episode_id: str, status: str, error: str) -> None:
+        s.execute(update(Job).where(Job.episode_id == episode_id, Job.status == "running")
+                  .values(status=status, error=error, finished_at=now()))
+
+    def _episode_row(self, s: Session, episode_id: str) -> Episode:
         row = s.get(Episode, episode_id)
         if row is None:
-            raise StorageError(f"catalog: episode {episode_id!r} does not exist")
+            raise StorageError(f"catalog {self.name}: episode {episode_id!r} does not exist; process its room first")
         return row
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if not url.startswith("sqlite"):
+        return {"pool_pre_ping": True}
+    path = url.partition(":///")[2].split("?")[0]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # A busy SQLite file waits for the other writer instead of failing at once (workers share the file).
+    return {"connect_args": {"timeout": 30}}
 
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
@@ -279,6 +377,12 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
 def _show(row: Show) -> ShowRecord:
     names = {f.name for f in fields(ShowRecord)}
     return ShowRecord(**{name: getattr(row, name) for name in names if hasattr(Show, name)})
+
+
+def _job(row: Job) -> JobRecord:
+    return JobRecord(id=row.id, episode_id=row.episode_id, input_hash=row.input_hash, status=row.status,
+                     stage=row.stage, progress=row.progress, error=row.error, started_at=_utc(row.started_at),
+                     finished_at=_utc(row.finished_at))
 
 
 def _episode(row: Episode) -> EpisodeRecord:

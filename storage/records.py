@@ -93,3 +93,22 @@ class TrackRecord:
     file: str
     start: float
     duration: float
+
+
+JOB_STATUSES = ("running", "done", "failed", "abandoned")
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One processing run of an episode. ``input_hash`` identifies the inputs (manifest and track files), so a run
+    over inputs already processed can be recognised; ``abandoned`` runs were replaced by a newer one."""
+
+    id: str
+    episode_id: str
+    input_hash: str
+    status: str = "running"
+    stage: str = ""
+    progress: float = 0.0
+    error: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
