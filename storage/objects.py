@@ -16,7 +16,7 @@ import os
 import posixpath
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -94,9 +94,14 @@ class ObjectStore(Protocol):
 
 
 class LocalStore:
-    """A folder on disk. Metadata (content type, MD5) lives in a sidecar ``.meta`` folder beside the objects."""
+    """A folder on disk. Metadata (MD5, content type) lives in a sidecar folder (``.roomcast-meta``) beside the
+    objects; a sidecar counts only while the object's size and modification time match it, otherwise the MD5 is
+    recomputed, so a crash between the two writes or an object replaced by hand never yields a stale MD5.
+    ``cache_control`` is accepted for the interface's sake: a folder has no headers (the web server serving it
+    sets them)."""
 
     META = ".roomcast-meta"
+    TMP_PREFIX = ".roomcast-tmp-"
 
     def __init__(self, root: Path, *, public_url: str | None = None) -> None:
         self.root = Path(root).resolve()
@@ -110,14 +115,19 @@ class LocalStore:
         return str(self.root)
 
     def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
+        if check_key(key).split("/")[0] == self.META:
+            raise StorageError(f"invalid object key {key!r}: {self.META} is reserved for the store's metadata")
+        return self.root / key
 
     def _meta(self, key: str) -> Path:
         return self.root / self.META / (check_key(key) + ".json")
 
     def put_file(self, key: str, path: Path, *, content_type: str | None = None,
                  cache_control: str | None = None) -> ObjectInfo:
-        md5, size = file_md5(path), path.stat().st_size
+        try:
+            md5, size = file_md5(path), path.stat().st_size
+        except OSError as exc:
+            raise StorageError(f"store {self.root}: cannot read {path} to store it as {key}: {exc}") from exc
         return self._put(key, md5, size, content_type, lambda tmp: shutil.copyfile(path, tmp))
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None,
@@ -125,43 +135,58 @@ class LocalStore:
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         return self._put(key, md5, len(data), content_type, lambda tmp: Path(tmp).write_bytes(data))
 
-    def _put(self, key: str, md5: str, size: int, content_type: str | None, write: object) -> ObjectInfo:
+    def _put(self, key: str, md5: str, size: int, content_type: str | None,
+             write: Callable[[str], object]) -> ObjectInfo:
         target = self._path(key)
         kind = content_type or content_type_for(key)
         current = self.stat(key)
-        if current is not None and current.md5 == md5 and current.size == size and current.content_type == kind:
+        if current is not None and (current.md5, current.size, current.content_type) == (md5, size, kind):
             return current
+        tmp = ""
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            fd, tmp = tempfile.mkstemp(prefix=self.TMP_PREFIX, dir=target.parent)
             os.close(fd)
-            try:
-                write(tmp)  # type: ignore[operator]
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            meta = self._meta(key)
-            meta.parent.mkdir(parents=True, exist_ok=True)
-            meta_tmp = meta.with_name(f".{meta.name}.tmp")
-            meta_tmp.write_text(json.dumps({"md5": md5, "size": size, "content_type": kind}))
-            os.replace(meta_tmp, meta)
+            write(tmp)
+            # The sidecar names the new file's mtime before the file is swapped in: if we stop in between, the
+            # old file no longer matches the sidecar and its MD5 is recomputed.
+            self._write_meta(key, {"md5": md5, "size": size, "content_type": kind,
+                                   "mtime_ns": os.stat(tmp).st_mtime_ns})
+            os.replace(tmp, target)
         except OSError as exc:
             raise StorageError(f"store {self.root}: cannot write {key}: {exc}") from exc
+        finally:
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
         return ObjectInfo(key, size, md5, kind, uploaded=True)
+
+    def _write_meta(self, key: str, meta: dict[str, object]) -> None:
+        path = self._meta(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{self.TMP_PREFIX}{path.name}")
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, path)
 
     def stat(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"store {self.root}: cannot inspect {key}: {exc}") from exc
         if not path.is_file():
             return None
-        size = path.stat().st_size
         try:
             meta = json.loads(self._meta(key).read_text())
-            if meta["size"] == size:
-                return ObjectInfo(key, size, meta["md5"], meta["content_type"])
-        except (OSError, ValueError, KeyError):
-            pass
-        return ObjectInfo(key, size, file_md5(path), content_type_for(key))
+            if meta["size"] == st.st_size and meta["mtime_ns"] == st.st_mtime_ns:
+                return ObjectInfo(key, st.st_size, meta["md5"], meta["content_type"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no sidecar, an old one, or a damaged one: recompute below
+        try:
+            return ObjectInfo(key, st.st_size, file_md5(path), content_type_for(key))
+        except OSError as exc:
+            raise StorageError(f"store {self.root}: cannot read {key}: {exc}") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -176,11 +201,14 @@ class LocalStore:
         try:
             shutil.copyfile(self._path(key), path)
         except OSError as exc:
-            raise StorageError(f"store {self.root}: cannot read {key}: {exc}") from exc
+            raise StorageError(f"store {self.root}: cannot copy {key} to {path}: {exc}") from exc
 
     def delete(self, key: str) -> None:
-        for path in (self._path(key), self._meta(key)):
-            path.unlink(missing_ok=True)
+        try:
+            for path in (self._path(key), self._meta(key)):
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"store {self.root}: cannot delete {key}: {exc}") from exc
 
     def delete_prefix(self, prefix: str) -> int:
         keys = [info.key for info in self.list(prefix)]
@@ -189,11 +217,15 @@ class LocalStore:
         return len(keys)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        for path in sorted(self.root.rglob("*")):
-            if not path.is_file():
-                continue
+        # Walk only the folder the prefix points into, not the whole store.
+        folder = prefix.rpartition("/")[0]
+        base = self._path(folder) if folder else self.root
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*")):
             key = path.relative_to(self.root).as_posix()
-            if key.startswith(self.META + "/") or path.name.startswith(".") or not key.startswith(prefix):
+            if key.startswith(self.META + "/") or path.name.startswith(self.TMP_PREFIX) \
+                    or not key.startswith(prefix) or not path.is_file():
                 continue
             info = self.stat(key)
             if info is not None:
@@ -205,7 +237,8 @@ class LocalStore:
         return self._path(key).as_uri()
 
     def presign(self, key: str, expires_s: int = 3600) -> str:
-        raise StorageError(f"store {self.root}: expiring download links need an S3 store (--store s3://...)")
+        raise StorageError(f"store {self.root}: cannot sign a link to {key}: expiring download links need an S3 "
+                           f"store (--store s3://bucket/prefix)")
 
 
 def open_store(spec: str, *, public_url: str | None = None) -> ObjectStore:
