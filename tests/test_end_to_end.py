@@ -135,6 +135,21 @@ def test_chapters_start_on_turns(published: dict[str, Any]) -> None:
     assert len(MP4(published["dir"] / "replay.m4a").chapters) == len(chapters["chapters"])
 
 
+def test_tags_and_cover_art(published: dict[str, Any]) -> None:
+    manifest = published["manifest"]
+    tags = ID3(published["dir"] / "replay.mp3")
+    assert tags.version[:2] == (2, 3)
+    assert tags["TIT2"].text[0] == manifest["title"]
+    assert tags["TALB"].text[0] == manifest["show"]
+    assert str(tags["TDRC"].text[0]).startswith(manifest["recorded_at"][:10])
+    consenting = [s["name"] for s in manifest["speakers"] if s.get("consent", True)]
+    assert tags["TPE1"].text[0] == ", ".join(consenting)
+    cover = tags.getall("APIC")
+    assert cover and cover[0].data[:3] == b"\xff\xd8\xff"
+    m4a = MP4(published["dir"] / "replay.m4a")
+    assert m4a.tags["\xa9nam"] == [manifest["title"]] and m4a.tags["covr"]
+
+
 def test_feed(published: dict[str, Any]) -> None:
     feed_path = published["store"] / "shows" / published["manifest"]["show"] / "feed.xml"
     parsed = feedparser.parse(feed_path.read_bytes())

@@ -195,3 +195,27 @@ def test_gpodder_downloads_the_episode_from_s3_byte_for_byte(short_room: Path, b
     gpo("download")
     downloaded = [p.read_bytes() for p in (tmp_path / "dl").rglob("*") if p.is_file() and p.suffix == ".mp3"]
     assert downloaded == [store.get_bytes("shows/founders-hour/episodes/ep-gpodder/replay.mp3")]
+
+
+def test_episode_links_are_presigned_and_download(short_room: Path, bucket: str, s3_server: WeedServer,
+                                                  tmp_path: Path) -> None:
+    """`roomcast episode links` on an S3 store gives expiring links that download the objects byte for byte."""
+    import os
+    import subprocess
+    import sys
+
+    settings = settings_for(tmp_path, f"s3://{bucket}")
+    process_room(settings, variant(short_room, tmp_path, id="ep-links", visibility="private"), processes=2)
+    env = {**os.environ, **s3_server.env, "ROOMCAST_STORE": settings.store,
+           "ROOMCAST_DATABASE_URL": settings.database_url}
+    done = subprocess.run([sys.executable, "-m", "workers.cli", "episode", "links", "ep-links", "--expires", "600"],
+                          capture_output=True, text=True, env=env, timeout=120, check=True)
+    links = dict(line.split(None, 1) for line in done.stdout.strip().splitlines())
+    assert {"replay.mp3", "replay.m4a", "chapters.json"} <= set(links)
+    store = Context.of(settings).store
+    episode = Context.of(settings).catalog.get_episode("ep-links")
+    assert episode is not None
+    for asset in episode.assets:
+        url = links[asset.name].strip()
+        assert "Expires=600" in url or "X-Amz-Expires=600" in url
+        assert fetch(url) == store.get_bytes(asset.key)
