@@ -305,13 +305,21 @@ def _norm(text: str) -> str:
     return re.sub(r"[^\w']", "", text.lower())
 
 
+def _piece_of(middle: float, pieces: Sequence[_Piece]) -> _Piece:
+    """The region a word whose middle is at ``middle`` (chunk seconds) belongs to. A word in the silence between
+    two regions belongs to the next one: Whisper pulls a word's start early into the silence before it, never
+    its end late (the first word of a region was put 7 s early on the room clock, at the end of the previous one)."""
+    for piece in pieces:
+        if middle < piece.chunk_end:
+            return piece
+    return pieces[-1]
+
+
 def _to_words(raw: Iterable[Any], pieces: Sequence[_Piece], offset: float, speaker: str) -> list[Word]:
-    """Map chunk-clock words to the room clock through the region each word's middle falls in (or nearest)."""
+    """Map chunk-clock words to the room clock through the region each word's middle falls in (or the next)."""
     words = []
     for w in raw:
-        middle = (w.start + w.end) / 2
-        piece = min(pieces, key=lambda p: 0.0 if p.chunk_start <= middle < p.chunk_end
-                    else min(abs(middle - p.chunk_start), abs(middle - p.chunk_end)))
+        piece = _piece_of((w.start + w.end) / 2, pieces)
         start = min(max(w.start, piece.chunk_start), piece.chunk_end)
         end = min(max(w.end, start), piece.chunk_end)
         shift = offset + piece.track_start - piece.chunk_start

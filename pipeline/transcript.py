@@ -6,7 +6,8 @@ faster-whisper's own types never leave ``pipeline.transcribe``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -106,6 +107,38 @@ class TrackTranscript:
 
 
 def merge(tracks: Iterable[TrackTranscript], speaker_names: Mapping[str, str], language: str) -> Transcript:
-    """Interleave the segments of every track by start time into one room transcript."""
-    segments = sorted((s for t in tracks for s in t.segments if s.words), key=lambda s: (s.start, s.end, s.speaker))
-    return Transcript(language=language, segments=tuple(segments), speaker_names=dict(speaker_names))
+    """Interleave the segments of every track into one room transcript, in time order.
+
+    When another speaker starts talking inside a segment (an interjection, people talking over each other), the
+    segment is cut there, so the transcript reads in the order things were said and no segment hides another's
+    words behind its start time. Every word of every track is kept.
+    """
+    segments = [s for t in tracks for s in t.segments if s.words]
+    starts = sorted((s.start, s.speaker) for s in segments)
+    pieces = [piece for s in segments for piece in _cut_at_others(s, starts)]
+    pieces.sort(key=lambda s: (s.start, s.end, s.speaker))
+    return Transcript(language=language, segments=tuple(pieces), speaker_names=dict(speaker_names))
+
+
+def _cut_at_others(segment: Segment, starts: Sequence[tuple[float, str]]) -> list[Segment]:
+    """``segment`` cut before its first word at or after each start of another speaker's segment inside it."""
+    cuts: list[float] = []
+    for k in range(bisect_right(starts, (segment.start, "\uffff")), len(starts)):
+        t, speaker = starts[k]
+        if t >= segment.end:
+            break
+        if speaker != segment.speaker:
+            cuts.append(t)
+    if not cuts:
+        return [segment]
+    pieces: list[Segment] = []
+    current: list[Word] = []
+    for word in segment.words:
+        if current and cuts and word.start >= cuts[0]:
+            pieces.append(Segment(segment.speaker, tuple(current)))
+            current = []
+        while cuts and word.start >= cuts[0]:
+            cuts.pop(0)
+        current.append(word)
+    pieces.append(Segment(segment.speaker, tuple(current)))
+    return pieces

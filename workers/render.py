@@ -11,6 +11,7 @@ from pathlib import Path
 from feeds.shows import show_config
 from pipeline import formats
 from pipeline.analysis import TrackAnalysis
+from pipeline.bleed import remove_bleed, room_audio
 from pipeline.chapters import Chapter, build_chapters, intervals_from_transcript
 from pipeline.manifest import Room
 from pipeline.master import MasterResult, MasterSettings, Tags, master
@@ -80,7 +81,7 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
 
     transcript: Transcript | None = None
     if all(t is not None for _, t in results) and settings.transcribe:
-        consenting = [t for _, t in results if t is not None and t.speaker in allowed]
+        consenting = remove_bleed([t for _, t in results if t is not None and t.speaker in allowed], room_audio(room))
         transcript = merge(consenting, names, language or room.language or "en").shifted(shift)
     if transcript is not None and transcript.segments:
         intervals = intervals_from_transcript(transcript)
