@@ -1,6 +1,7 @@
 """The catalog: shows, episodes, their speakers, tracks and published assets, and processing jobs.
 
-SQLAlchemy 2 ORM over SQLite (default) or PostgreSQL, with portable column types; tables are created when missing.
+SQLAlchemy 2 ORM over SQLite (default) or PostgreSQL, with portable column types; the schema is kept up to date by
+the Alembic migrations in :mod:`storage.migrations` (``upgrade head`` when a catalog is opened).
 Methods return the detached records of :mod:`storage.records`, never ORM objects. Datetimes are stored in UTC and
 returned timezone-aware. Database errors become :class:`StorageError`; ``transient`` is set for the ones a retry
 may fix (a lost connection, a locked SQLite file, a pool timeout).
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from pipeline.errors import StorageError
+from storage.migrations import migrate
 from storage.records import (
     AssetRecord,
     EpisodeRecord,
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 GUID_NAMESPACE = uuid.UUID("5d1c0e3a-1f0b-4e55-9a39-2d0a9b6c7e11")  # roomcast's namespace for episode guids
 VISIBILITIES = ("public", "unlisted", "private")
 TRANSIENT_DB_ERRORS = (OperationalError, DisconnectionError, InterfaceError, PoolTimeoutError)
+ACTIVE = ("pending", "processing")
 
 
 def now() -> datetime:
@@ -171,7 +174,7 @@ class Catalog:
             self.name = self.engine.url.render_as_string(hide_password=True)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            Base.metadata.create_all(self.engine)
+            migrate(self.engine)
         except (SQLAlchemyError, OSError, ValueError) as exc:
             raise StorageError(f"catalog {url.split('@')[-1]}: cannot open it: {exc}; check ROOMCAST_DATABASE_URL",
                                transient=isinstance(exc, TRANSIENT_DB_ERRORS)) from exc
@@ -329,6 +332,58 @@ class Catalog:
                      .order_by(newest_first, Episode.published_at.desc(), Episode.id)
                      .limit(show.max_items if show else 300))
             return [_episode(row) for row in s.scalars(query)]
+
+    def claim_submission(self, *, episode_id: str, show_id: str, title: str, visibility: str,
+                         input_hash: str) -> str | None:
+        """Record a submitted room as ``pending`` unless the same inputs are already pending, processing or
+        published; then return that status (the submission is a duplicate), else None (the caller enqueues it)."""
+        if visibility not in VISIBILITIES:
+            raise StorageError(f"catalog {self.name}: episode {episode_id!r} has visibility {visibility!r}; "
+                               f"use one of {', '.join(VISIBILITIES)}")
+        try:
+            with self.session() as s:
+                row = s.get(Episode, episode_id, with_for_update=True)
+                if row is not None and row.input_hash == input_hash and (
+                        row.status in ACTIVE or (row.status == "published" and not row.unpublished)):
+                    return row.status
+                if row is None:
+                    row = Episode(id=episode_id, show_id=show_id, title=title, visibility=visibility,
+                                  guid=str(uuid.uuid5(GUID_NAMESPACE, f"{show_id}/{episode_id}")))
+                    s.add(row)
+                row.status, row.stage, row.progress, row.error = "pending", "submitted", 0.0, ""
+                row.input_hash = input_hash
+                return None
+        except StorageError as exc:
+            if isinstance(exc.__cause__, IntegrityError):  # a concurrent submission inserted it first
+                return "pending"
+            raise
+
+    def stale_episodes(self, older_than_s: float) -> list[EpisodeRecord]:
+        """Episodes pending or processing whose row has not changed for ``older_than_s`` seconds: their messages
+        may have been lost (a broker restarted without persistence), so they can be enqueued again."""
+        cutoff = now() - timedelta(seconds=older_than_s)
+        with self.session() as s:
+            query = select(Episode).where(Episode.status.in_(ACTIVE), Episode.updated_at < cutoff)
+            return [_episode(row) for row in s.scalars(query.order_by(Episode.updated_at))]
+
+    def touch(self, episode_id: str) -> None:
+        """Mark an episode's row as changed now (it was just enqueued again)."""
+        with self.session() as s:
+            s.execute(update(Episode).where(Episode.id == episode_id).values(updated_at=now()))
+
+    @contextmanager
+    def show_lock(self, show_id: str) -> Iterator[None]:
+        """Hold the show's row until the block ends, so feed rebuilds of one show run one at a time.
+
+        PostgreSQL: ``SELECT ... FOR UPDATE`` on the show row. SQLite has no row locks: a no-op UPDATE of the row
+        takes the database's write lock instead. Either way the database releases the lock when the holder's
+        connection dies, so a worker killed mid-rebuild never blocks the show."""
+        with self.session() as s:
+            if self.engine.dialect.name == "sqlite":
+                s.execute(update(Show).where(Show.id == show_id).values(max_items=Show.max_items))
+            else:
+                s.execute(select(Show.id).where(Show.id == show_id).with_for_update())
+            yield
 
     # jobs
     def jobs(self, episode_id: str) -> list[JobRecord]:

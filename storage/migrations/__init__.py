@@ -1,0 +1,42 @@
+"""Alembic migrations of the catalog: :class:`storage.catalog.Catalog` runs :func:`migrate` when it opens one.
+
+New revision after changing the models: ``ROOMCAST_DATABASE_URL=sqlite:///scratch.sqlite alembic upgrade head``
+then ``alembic revision --autogenerate -m "what changed"`` (``alembic.ini`` at the repository root).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = "storage:migrations"
+INITIAL_REVISION = "0001"
+MIGRATION_LOCK = 0x726F6F6D63617374  # PostgreSQL advisory lock key: workers starting together migrate one at a time
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the catalog's schema to the newest revision. A catalog made before migrations existed (tables but no
+    ``alembic_version``) holds exactly the initial schema and is stamped with it first."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == head:
+            return
+        config.attributes["connection"] = conn
+        if current is None and inspect(conn).has_table("episodes"):
+            command.stamp(config, INITIAL_REVISION)
+        log.info("catalog: migrating from %s to %s", current, head)
+        command.upgrade(config, "head")
