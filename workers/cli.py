@@ -127,6 +127,84 @@ def process(ctx: click.Context, room_dir: Path, out_dir: Path | None, store: str
 
 
 @main.command()
+@click.argument("room_dirs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.pass_context
+def submit(ctx: click.Context, room_dirs: tuple[Path, ...]) -> None:
+    """Validate each ROOM_DIR, upload it to the store's inbox and queue it for the workers (once per content)."""
+    from workers.distributed import submit_room
+
+    failed = False
+    for room_dir in room_dirs:
+        try:
+            click.echo(str(submit_room(_settings(ctx), room_dir)))
+        except InvalidRoom as exc:
+            click.echo(str(exc), err=True)
+            failed = True
+        except RoomcastError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("inbox")
+@click.option("--requeue-after", "requeue_after_s", type=float, default=None,
+              help="Also enqueue again episodes with no progress for this many seconds (lost messages).")
+@click.pass_context
+def scan(ctx: click.Context, inbox: str, requeue_after_s: float | None) -> None:
+    """Submit the complete rooms in INBOX (a folder of room folders or s3://bucket/prefix) not processed yet."""
+    from workers.distributed import requeue_stale
+    from workers.distributed import scan as scan_inbox
+
+    try:
+        for result in scan_inbox(_settings(ctx), inbox):
+            click.echo(str(result))
+        for episode_id in requeue_stale(_settings(ctx), requeue_after_s) if requeue_after_s else []:
+            click.echo(f"{episode_id}: enqueued again")
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Tasks run at once (one process each; each loads its own Whisper model).")
+@click.option("-Q", "--queues", default="roomcast,transcribe", show_default=True,
+              help="Queues to take work from: 'transcribe' for track analysis and transcription only.")
+@click.option("-n", "--hostname", default=None, help="Worker name (default: celery@HOST).")
+@click.option("--transcribe/--no-transcribe", default=None, envvar="ROOMCAST_TRANSCRIBE",
+              help="Run Whisper on tracks (default on; $ROOMCAST_TRANSCRIBE=0 turns it off).")
+@click.option("--visibility-timeout", "visibility_timeout_s", type=float, default=None,
+              envvar="ROOMCAST_VISIBILITY_TIMEOUT",
+              help="Seconds before a task taken by a worker that died is delivered again (default 7 h; must "
+                   "exceed the longest task).")
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int, queues: str, hostname: str | None, transcribe: bool | None,
+           visibility_timeout_s: float | None) -> None:
+    """Run a Celery worker on $ROOMCAST_BROKER_URL for queued rooms."""
+    from workers.distributed import run_worker
+
+    settings = _settings(ctx).replace(transcribe=transcribe)
+    run_worker(settings, concurrency=concurrency, queues=tuple(q.strip() for q in queues.split(",") if q.strip()),
+               hostname=hostname, visibility_timeout_s=visibility_timeout_s,
+               loglevel="WARNING" if ctx.obj["quiet"] else "INFO")
+
+
+@main.command()
+@click.argument("inbox")
+@click.option("--interval", "interval_s", type=float, default=None,
+              help="Seconds between scans (default: the scan_interval_s setting, 300).")
+@click.option("--requeue-after", "requeue_after_s", type=float, default=None,
+              help="Enqueue again episodes with no progress for this many seconds.")
+@click.pass_context
+def beat(ctx: click.Context, inbox: str, interval_s: float | None, requeue_after_s: float | None) -> None:
+    """Run Celery beat: scan INBOX periodically (the scan itself runs on a worker)."""
+    from workers.distributed import run_beat
+
+    settings = _settings(ctx)
+    run_beat(settings, inbox, interval_s=interval_s or settings.scan_interval_s, requeue_after_s=requeue_after_s)
+
+
+@main.command()
 @click.argument("name", required=False)
 @click.pass_context
 def models(ctx: click.Context, name: str | None) -> None:

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.analysis import TrackAnalysis, analyse_track
-from pipeline.errors import InvalidRoom
+from pipeline.errors import InvalidRoom, StorageError
 from pipeline.manifest import MANIFEST_NAME, Room, load_room
 from pipeline.transcript import TrackTranscript
 from storage.catalog import Catalog
 from storage.objects import ObjectStore, open_store
 from storage.records import SpeakerRecord, TrackRecord
 from workers.config import Settings
+from workers.inbox import STORE_REF, is_store_ref, materialize
 from workers.progress import notify
 
 log = logging.getLogger(__name__)
@@ -81,15 +82,51 @@ def input_hash(room: Room) -> str:
     return digest.hexdigest()
 
 
-def ingest(settings: Settings, room_dir: Path) -> Job:
-    """Validate the room, record it in the catalog, and settle its language. Invalid rooms fail here, at once."""
-    ctx = Context.of(settings)
+def room_folder(settings: Settings, room_ref: str | Path) -> Path:
+    """The local folder of a room: the folder itself, or this machine's copy of a room held in the store
+    (``store:inbox/{id}/``), downloaded into the cache once."""
+    ref = str(room_ref)
+    if not is_store_ref(ref):
+        return Path(ref)
+    return materialize(Context.of(settings).store, ref[len(STORE_REF):], Path(settings.cache_dir) / "rooms")
+
+
+def load_checked(settings: Settings, room_ref: str | Path) -> tuple[Room, str]:
+    """The validated room and its input hash; an invalid room is recorded as failed (its problems in ``status``)
+    and raised, never retried."""
     try:
-        room = load_room(room_dir)
+        room = load_room(room_folder(settings, room_ref))
     except InvalidRoom as exc:
-        ctx.catalog.record_failure(exc.room, str(exc))
+        Context.of(settings).catalog.record_failure(exc.room, str(exc))
         raise
-    record_room(ctx.catalog, room, input_hash(room))
+    return room, input_hash(room)
+
+
+def ingest(settings: Settings, room_dir: str | Path) -> Job:
+    """Validate the room, record it in the catalog, and settle its language. Invalid rooms fail here, at once."""
+    room, digest = load_checked(settings, room_dir)
+    return start_job(settings, room, digest, room_dir)
+
+
+def ingest_once(settings: Settings, room_ref: str) -> Job | None:
+    """:func:`ingest` for queued rooms: None when the room was already published from the same inputs (a
+    duplicate or redelivered message), so nothing is done twice."""
+    room, digest = load_checked(settings, room_ref)
+    if published_from(Context.of(settings).catalog, room.id, digest):
+        log.info("room %s: already published from these inputs; nothing to do", room.id)
+        return None
+    return start_job(settings, room, digest, room_ref)
+
+
+def published_from(catalog: Catalog, episode_id: str, digest: str) -> bool:
+    episode = catalog.get_episode(episode_id)
+    return episode is not None and episode.status == "published" and \
+        catalog.finished_job(episode_id, digest) is not None
+
+
+def start_job(settings: Settings, room: Room, digest: str, room_ref: str | Path) -> Job:
+    ctx = Context.of(settings)
+    record_room(ctx.catalog, room, digest)
     ctx.catalog.set_stage(room.id, "analysing", 0.0)
     notify(room.id, "analysing")
     language = room.language
@@ -98,7 +135,9 @@ def ingest(settings: Settings, room_dir: Path) -> Job:
 
         language = detect_room_language(settings, room)
     tracks = tuple(t.index for t in room.published_tracks)
-    return Job(room.id, str(room.folder), input_hash(room), language, tracks)
+    # A room in the store keeps its reference, so workers on other machines make their own copy of it.
+    ref = str(room_ref) if is_store_ref(str(room_ref)) else str(room.folder)
+    return Job(room.id, ref, digest, language, tracks)
 
 
 def record_room(catalog: Catalog, room: Room, digest: str) -> None:
@@ -113,11 +152,11 @@ def record_room(catalog: Catalog, room: Room, digest: str) -> None:
 def process_track(settings: Settings, job: Job, track_index: int) -> str:
     """Analyse (VAD + speech loudness) and transcribe one track; return the storage key of its result."""
     ctx = Context.of(settings)
-    key = job.result_key(f"track-{track_index}{'' if settings.transcribe else '-audio'}.json")
+    key = track_result_key(settings, job, track_index)
     if ctx.store.exists(key):
         log.info("room %s: track %d already done (%s)", job.episode_id, track_index, key)
         return key
-    room = load_room(job.room_dir)
+    room = load_room(room_folder(settings, job.room_dir))
     track = next(t for t in room.tracks if t.index == track_index)
     what = f"room {room.id!r}: {track.file}"
     analysis = analyse_track(track, what=what)
@@ -129,7 +168,13 @@ def process_track(settings: Settings, job: Job, track_index: int) -> str:
         result["transcript"] = transcribe(settings, room, track, analysis, job.language).to_dict()
     ctx.store.put_bytes(key, json.dumps(result).encode(), content_type="application/json")
     notify(job.episode_id, f"track {track.file} done")
+    done = sum(1 for index in job.tracks if ctx.store.exists(track_result_key(settings, job, index)))
+    ctx.catalog.set_stage(job.episode_id, "analysing and transcribing tracks", done / max(1, len(job.tracks)))
     return key
+
+
+def track_result_key(settings: Settings, job: Job, track_index: int) -> str:
+    return job.result_key(f"track-{track_index}{'' if settings.transcribe else '-audio'}.json")
 
 
 def load_track_results(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None]]:
@@ -145,11 +190,13 @@ def load_track_results(settings: Settings, keys: list[str]) -> list[tuple[TrackA
 def finish(settings: Settings, job: Job, result_keys: list[str]) -> dict[str, Any]:
     """Mix, master, write transcripts and chapters, publish. Returns a summary of the published episode."""
     from feeds.rss import feed_key
-    from workers.publish import ensure_show, publish_episode
+    from workers.publish import ensure_show, publish_episode, rebuild_feeds
     from workers.render import render_room
 
     ctx = Context.of(settings)
-    room = load_room(job.room_dir)
+    if published_from(ctx.catalog, job.episode_id, job.input_hash):
+        return already_published(settings, job)  # a redelivered finish whose first run had completed
+    room = load_room(room_folder(settings, job.room_dir))
     workspace = Path(settings.work_dir) / job.episode_id / job.input_hash[:16]
     if workspace.exists():
         shutil.rmtree(workspace)  # a half-written workspace from a crashed run is never trusted
@@ -160,11 +207,23 @@ def finish(settings: Settings, job: Job, result_keys: list[str]) -> dict[str, An
         if show.artwork_key:
             cover = workspace / f"cover{Path(show.artwork_key).suffix}"
             ctx.store.download(show.artwork_key, cover)
+        missing = [key for key in result_keys if not ctx.store.exists(key)]
+        if missing:  # a track redelivered after its first run had counted: wait for it rather than fail the room
+            raise StorageError(f"room {room.id!r}: track results {', '.join(missing)} are not stored yet; retrying",
+                               transient=True)
         results = load_track_results(settings, result_keys)
         rendered = render_room(settings, ctx.catalog, room, results, workspace, language=job.language, cover=cover)
         episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered)
+        # Episodes of one show finishing together each rebuilt the feed above from what the catalog held at
+        # that moment; rebuilding again under the show's lock, from the catalog, means the last feed written
+        # holds every episode published before it.
+        with ctx.catalog.show_lock(room.show):
+            rebuild_feeds(settings, ctx.store, ctx.catalog, room.show)
     except Exception as exc:
-        ctx.catalog.record_failure(room.id, str(exc))
+        if isinstance(exc, StorageError) and exc.transient:  # retried by the task: the run is not over
+            ctx.catalog.set_stage(room.id, f"retrying: {exc}"[:128])
+        else:
+            ctx.catalog.record_failure(room.id, str(exc))
         raise
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
@@ -175,3 +234,13 @@ def finish(settings: Settings, job: Job, result_keys: list[str]) -> dict[str, An
             "warnings": [w for analysis, _ in results for w in analysis.warnings],
             "words": len(rendered.transcript.words) if rendered.transcript else 0,
             "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(room.show))}
+
+
+def already_published(settings: Settings, job: Job) -> dict[str, Any]:
+    from feeds.rss import feed_key
+
+    ctx = Context.of(settings)
+    episode = ctx.catalog.get_episode(job.episode_id)
+    assert episode is not None
+    return {"episode": episode.id, "status": episode.status, "duration_s": episode.duration_s,
+            "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(episode.show))}

@@ -9,7 +9,6 @@ The same canvas runs in-process with ``task_always_eager`` (``roomcast process``
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task, chord, group
@@ -43,13 +42,25 @@ app.conf.update(
 _settings: Settings | None = None
 
 
-def configure(settings: Settings, *, eager: bool = False) -> None:
+# Redis redelivers a message that was taken but never acknowledged (its worker died) once this much time has passed;
+# it must exceed the longest task, or a slow task would also run a second time.
+DEFAULT_VISIBILITY_TIMEOUT_S = 7 * 3600
+
+
+def configure(settings: Settings, *, eager: bool = False, visibility_timeout_s: float | None = None) -> None:
     """Bind the app to ``settings``: the broker for workers, or eager in-process execution."""
     global _settings
     _settings = settings
+    timeout = visibility_timeout_s or DEFAULT_VISIBILITY_TIMEOUT_S
+    # Look for such messages every few seconds (one cheap ZRANGE) rather than kombu's default of every 100 s.
+    transport = {"visibility_timeout": timeout, "unacked_restore_interval": min(10.0, max(1.0, timeout / 5)),
+                 "unacked_restore_throttle": 1}
     app.conf.update(
         broker_url=settings.broker_url,
-        result_backend=settings.result_backend or settings.broker_url,
+        # In-process runs keep chord state in memory: no Redis needed to process one room on a laptop.
+        result_backend="cache+memory://" if eager else settings.result_backend or settings.broker_url,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
         task_always_eager=eager,
         task_eager_propagates=True,
         task_store_eager_result=False,
@@ -77,9 +88,16 @@ def _transient_retry(task: Task, exc: StorageError) -> Exception:
 
 
 @app.task(name="roomcast.ingest", bind=True)
-def ingest_task(self: Task, room_dir: str) -> Any:
+def ingest_task(self: Task, room_dir: str, skip_published: bool = False) -> Any:
+    """Ingest a room (a folder, or ``store:inbox/{id}/``); queued rooms (``skip_published``) already published
+    from the same inputs end here."""
     try:
-        job = jobs.ingest(current_settings(), Path(room_dir))
+        if skip_published:
+            job = jobs.ingest_once(current_settings(), room_dir)
+            if job is None:
+                return {"episode": None, "status": "already published"}
+        else:
+            job = jobs.ingest(current_settings(), room_dir)
     except StorageError as exc:
         raise _transient_retry(self, exc) from exc
     return self.replace(room_canvas(job))
@@ -104,3 +122,15 @@ def finish_task(self: Task, result_keys: list[str], job: dict[str, Any]) -> dict
 def room_canvas(job: jobs.Job) -> Signature:
     header = group(track_task.si(job.to_dict(), index) for index in job.tracks)
     return chord(header, finish_task.s(job.to_dict()))
+
+
+@app.task(name="roomcast.scan", bind=True)
+def scan_task(self: Task, inbox: str, requeue_after_s: float | None = None) -> list[str]:
+    """The periodic scan (``roomcast beat``): submit the inbox's complete new rooms, re-enqueue stale ones."""
+    from workers.distributed import requeue_stale, scan
+
+    settings = current_settings()
+    lines = [str(result) for result in scan(settings, inbox)]
+    if requeue_after_s:
+        lines += [f"{episode}: enqueued again" for episode in requeue_stale(settings, requeue_after_s)]
+    return lines
