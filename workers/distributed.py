@@ -50,7 +50,9 @@ class Submission:
 def enqueue(settings: Settings, ref: str) -> str:
     """Send ``ingest`` for a room in the store to the broker; returns the task id."""
     tasks.configure(settings)
-    result = tasks.ingest_task.apply_async(args=(ref,), kwargs={"skip_published": True})
+    # An explicit connection: the app's pooled one stays bound to whichever broker this process used first.
+    with tasks.app.connection_for_write(settings.broker_url) as connection:
+        result = tasks.ingest_task.apply_async(args=(ref,), kwargs={"skip_published": True}, connection=connection)
     return str(result.id)
 
 
