@@ -187,8 +187,9 @@ def load_track_results(settings: Settings, keys: list[str]) -> list[tuple[TrackA
     return results
 
 
-def finish(settings: Settings, job: Job, result_keys: list[str]) -> dict[str, Any]:
-    """Mix, master, write transcripts and chapters, publish. Returns a summary of the published episode."""
+def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attempt: bool = True) -> dict[str, Any]:
+    """Mix, master, write transcripts and chapters, publish. Returns a summary of the published episode.
+    A transient storage error fails the episode only on the ``final_attempt`` (a task retries the others)."""
     from feeds.rss import feed_key
     from workers.publish import ensure_show, publish_episode, rebuild_feeds
     from workers.render import render_room
@@ -220,7 +221,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str]) -> dict[str, An
         with ctx.catalog.show_lock(room.show):
             rebuild_feeds(settings, ctx.store, ctx.catalog, room.show)
     except Exception as exc:
-        if isinstance(exc, StorageError) and exc.transient:  # retried by the task: the run is not over
+        if isinstance(exc, StorageError) and exc.transient and not final_attempt:  # the task retries: not over
             ctx.catalog.set_stage(room.id, f"retrying: {exc}"[:128])
         else:
             ctx.catalog.record_failure(room.id, str(exc))

@@ -114,7 +114,8 @@ def track_task(self: Task, job: dict[str, Any], track_index: int) -> str:
 @app.task(name="roomcast.finish", bind=True)
 def finish_task(self: Task, result_keys: list[str], job: dict[str, Any]) -> dict[str, Any]:
     try:
-        return jobs.finish(current_settings(), jobs.Job.from_dict(job), list(result_keys))
+        return jobs.finish(current_settings(), jobs.Job.from_dict(job), list(result_keys),
+                           final_attempt=self.request.retries >= MAX_RETRIES)
     except StorageError as exc:
         raise _transient_retry(self, exc) from exc
 
