@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -46,6 +47,7 @@ NORMALISE = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer
 @dataclass(frozen=True)
 class Run:
     wall_s: float
+    cpu_s: float  # user + system time of the run's processes: steadier than wall time on a busy machine
     peak_rss_mb: float
     words: list[dict[str, Any]]  # start, end, text (and speaker for ours), on the room clock
     shift: float = 0.0  # ours: seconds trimmed from the start of the replay
@@ -85,9 +87,10 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Run ``args``: (wall seconds, peak RSS of the process and its children together in MB, stdout)."""
+def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, str]:
+    """Run ``args``: (wall seconds, CPU seconds, peak RSS of the process and its children together in MB, stdout)."""
     peak = [0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -101,9 +104,11 @@ def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, fl
     out, err = proc.communicate()
     elapsed = time.perf_counter() - started
     sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{args[0]} failed:\n{err[-3000:]}")
-    return elapsed, peak[0] / 1024, out
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return elapsed, cpu, peak[0] / 1024, out
 
 
 def run_ours(room: Path, work: Path, cores: int) -> Run:
@@ -113,10 +118,10 @@ def run_ours(room: Path, work: Path, cores: int) -> Run:
                ROOMCAST_WORK_DIR=str(work / "work"), HF_HUB_OFFLINE="1")
     args = [str(VENV_BIN / "roomcast"), "-q", "process", str(room), "--out", str(work / "store"),
             "--model", "tiny.en", "-j", str(cores)]
-    wall, rss, out = timed(args, env)
+    wall, cpu, rss, out = timed(args, env)
     summary = json.loads(out)
     words_file = next((work / "store").glob("shows/*/episodes/*/words.json"))
-    return Run(wall, rss, json.loads(words_file.read_text())["words"], float(summary["trim_start_s"]))
+    return Run(wall, cpu, rss, json.loads(words_file.read_text())["words"], float(summary["trim_start_s"]))
 
 
 def run_peer(room: Path, work: Path, cores: int) -> Run:
@@ -132,16 +137,16 @@ def run_peer(room: Path, work: Path, cores: int) -> Run:
     graph = ";".join(chains) + ";" + "".join(f"[a{n}]" for n in range(len(chains))) + \
         f"amix=inputs={len(chains)}:normalize=0:duration=longest,aformat=channel_layouts=mono[out]"
     mixed = work / "mix.wav"
-    mix_wall, mix_rss, _ = timed(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y", *inputs,
+    mix_wall, mix_cpu, mix_rss, _ = timed(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y", *inputs,
                                   "-filter_complex", graph, "-map", "[out]", "-ar", "16000", str(mixed)])
     args = [str(PEER), str(mixed), "--model_directory", model_dir(), "--language", "en", "--device", "cpu",
             "--compute_type", "int8", "--beam_size", "5", "--threads", str(cores), "--vad_filter", "True",
             "--word_timestamps", "True", "--output_format", "json", "--output_dir", str(work), "--verbose", "False"]
-    wall, rss, _ = timed(args, dict(os.environ, HF_HUB_OFFLINE="1"))
+    wall, cpu, rss, _ = timed(args, dict(os.environ, HF_HUB_OFFLINE="1"))
     data = json.loads((work / "mix.json").read_text())
     words = [{"start": w["start"], "end": w["end"], "text": w["word"].strip()}
              for s in data["segments"] for w in s.get("words") or []]
-    return Run(mix_wall + wall, max(mix_rss, rss), words)
+    return Run(mix_wall + wall, mix_cpu + cpu, max(mix_rss, rss), words)
 
 
 def wer(truth: dict[str, Any], words: list[dict[str, Any]]) -> float:
@@ -160,7 +165,7 @@ def attribution(truth: dict[str, Any], run: Run) -> float:
     return right / max(1, len(run.words))
 
 
-def compare(room: Path, base: Path, rounds: int, cores: int) -> None:
+def compare(room: Path, base: Path, rounds: int, cores: int) -> Run:
     truth = json.loads((room / "truth.json").read_text())
     duration = float(truth["duration"])
     ours: list[Run] = []
@@ -171,35 +176,39 @@ def compare(room: Path, base: Path, rounds: int, cores: int) -> None:
         for name, fn in order:
             result = fn(room, base / name, cores)
             (ours if name == "ours" else peer).append(result)
-            print(f"  round {n + 1} {name}: {result.wall_s:.1f} s", flush=True)
+            print(f"  round {n + 1} {name}: {result.wall_s:.1f} s wall, {result.cpu_s:.1f} s CPU", flush=True)
     o_wall = statistics.median(r.wall_s for r in ours)
     p_wall = statistics.median(r.wall_s for r in peer)
     print(f"\nroom: {duration / 60:.1f} min, {len(json.loads((room / 'room.json').read_text())['tracks'])} tracks, "
           f"{len(truth['turns'])} turns; {rounds} round(s), medians; {cores} core(s) each")
-    print(f"{'':8}{'wall s':>9}{'RTF':>8}{'WER':>8}{'attrib':>9}{'peak RSS MB':>13}")
-    for name, runs, wall in (("roomcast", ours, o_wall), ("peer", peer, p_wall)):
+    o_cpu = statistics.median(r.cpu_s for r in ours)
+    p_cpu = statistics.median(r.cpu_s for r in peer)
+    print(f"{'':8}{'wall s':>9}{'CPU s':>9}{'RTF':>8}{'WER':>8}{'attrib':>9}{'peak RSS MB':>13}")
+    for name, runs, wall, cpu in (("roomcast", ours, o_wall, o_cpu), ("peer", peer, p_wall, p_cpu)):
         attrib = f"{attribution(truth, runs[-1]):.3f}" if name == "roomcast" else "-"
-        print(f"{name:8}{wall:9.1f}{wall / duration:8.3f}{wer(truth, runs[-1].words):8.3f}{attrib:>9}"
+        print(f"{name:8}{wall:9.1f}{cpu:9.1f}{wall / duration:8.3f}{wer(truth, runs[-1].words):8.3f}{attrib:>9}"
               f"{max(r.peak_rss_mb for r in runs):13.0f}")
-    print(f"ratio ours/peer: {o_wall / p_wall:.2f} (target <= 0.6)")
+    print(f"ratio ours/peer: wall {o_wall / p_wall:.2f} (target <= 0.6), CPU {o_cpu / p_cpu:.2f}")
+    return ours[-1]
 
 
-def growth(base: Path, minutes: float, long_minutes: float, cores: int) -> None:
+def growth(base: Path, room: Path, minutes: float, long_minutes: float, cores: int, compared: Run) -> None:
+    """roomcast on 2 and 8 tracks, and on a long room; the compared room's last run stands for 4 tracks."""
     print("\ncost growth (roomcast only):")
-    times: dict[str, float] = {}
-    for label, mins, speakers in (("2 tracks", minutes, 2), ("8 tracks", minutes, 8),
-                                  (f"{minutes:g} min", minutes, 4), (f"{long_minutes:g} min", long_minutes, 4)):
-        if label in times:
-            continue
-        room = build_room(base / f"growth-{mins:g}-{speakers}", minutes=mins, speakers=speakers).folder
-        run = run_ours(room, base / "growth-run", cores)
-        truth = json.loads((room / "truth.json").read_text())
-        times[label] = run.wall_s
-        print(f"  {label:>9} ({speakers} tracks, {mins:g} min): {run.wall_s:7.1f} s, WER {wer(truth, run.words):.3f}, "
-              f"attribution {attribution(truth, run):.3f}, peak RSS {run.peak_rss_mb:.0f} MB", flush=True)
-    print(f"  8 tracks / 2 tracks: {times['8 tracks'] / times['2 tracks']:.2f} (target <= 1.3)")
-    print(f"  {long_minutes:g} min / {minutes:g} min: {times[f'{long_minutes:g} min'] / times[f'{minutes:g} min']:.2f}"
-          f" (linear: {long_minutes / minutes:.1f})")
+    runs: dict[str, Run] = {"short": compared}
+    for label, mins, speakers in (("2 tracks", minutes, 2), ("8 tracks", minutes, 8), ("long", long_minutes, 4)):
+        folder = build_room(base / f"growth-{mins:g}-{speakers}", minutes=mins, speakers=speakers).folder
+        run = runs[label] = run_ours(folder, base / "growth-run", cores)
+        truth = json.loads((folder / "truth.json").read_text())
+        print(f"  {speakers} tracks, {mins:g} min: {run.wall_s:7.1f} s wall, {run.cpu_s:7.1f} s CPU, "
+              f"WER {wer(truth, run.words):.3f}, attribution {attribution(truth, run):.3f}, "
+              f"peak RSS {run.peak_rss_mb:.0f} MB", flush=True)
+
+    def ratio(a: str, b: str) -> str:
+        return f"wall {runs[a].wall_s / runs[b].wall_s:.2f}, CPU {runs[a].cpu_s / runs[b].cpu_s:.2f}"
+
+    print(f"  8 tracks / 2 tracks: {ratio('8 tracks', '2 tracks')} (target <= 1.3)")
+    print(f"  {long_minutes:g} min / {minutes:g} min: {ratio('long', 'short')} (linear: {long_minutes / minutes:.1f})")
 
 
 def main() -> None:
@@ -219,9 +228,9 @@ def main() -> None:
     try:
         print(f"machine: {os.cpu_count()} cores (shared with other work: timings vary); work in {base}", flush=True)
         room = build_room(base / "room", minutes=args.minutes, speakers=args.speakers).folder
-        compare(room, base, args.rounds, args.cores)
+        compared = compare(room, base, args.rounds, args.cores)
         if not args.skip_growth:
-            growth(base, args.minutes, args.long_minutes, args.cores)
+            growth(base, room, args.minutes, args.long_minutes, args.cores, compared)
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
