@@ -50,9 +50,11 @@ class Submission:
 def enqueue(settings: Settings, ref: str) -> str:
     """Send ``ingest`` for a room in the store to the broker; returns the task id."""
     tasks.configure(settings)
-    # An explicit connection: the app's pooled one stays bound to whichever broker this process used first.
+    # An explicit connection: the app's pooled one stays bound to whichever broker this process used first; and
+    # no result to wait for (the catalog says how the room went), so the result backend is never touched here.
     with tasks.app.connection_for_write(settings.broker_url) as connection:
-        result = tasks.ingest_task.apply_async(args=(ref,), kwargs={"skip_published": True}, connection=connection)
+        result = tasks.ingest_task.apply_async(args=(ref,), kwargs={"skip_published": True}, connection=connection,
+                                               ignore_result=True)
     return str(result.id)
 
 
