@@ -8,6 +8,7 @@ import os
 
 from alembic import context
 from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection
 
 from storage.catalog import Base
 
@@ -15,9 +16,9 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def run(connection: object) -> None:
+def run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=connection.dialect.name == "sqlite")  # type: ignore[attr-defined]
+                      render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()
 
