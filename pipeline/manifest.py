@@ -289,7 +289,7 @@ def _tracks(folder: Path, value: Any, speaker_ids: set[str], problems: _Problems
             ok = False
         end = item.get("end")
         if end is not None and (isinstance(end, bool) or not isinstance(end, int | float) or not math.isfinite(end)
-                                or (ok and end <= start)):
+                                or (ok and start is not None and end <= start)):
             problems.add(MANIFEST_NAME, f"{where}end {end!r} must be a finite number of seconds after start")
             ok = False
         if not isinstance(file, str) or not file:

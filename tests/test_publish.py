@@ -129,12 +129,13 @@ class StopsMidPublish(S3Store):
 
 
 def test_server_stopped_mid_publish_keeps_old_feed_and_rerun_completes(short_room: Path, tmp_path: Path) -> None:
+    import os
+
     server = WeedServer(tmp_path / "weed")
     server.start()
+    saved = {key: os.environ.get(key) for key in server.env}
     try:
         server.create_bucket("rc-crash")
-        import os
-
         os.environ.update(server.env)
         settings = settings_for(tmp_path, "s3://rc-crash")
         process_room(settings, variant(short_room, tmp_path, id="ep-before"), processes=2)
@@ -174,6 +175,11 @@ def test_server_stopped_mid_publish_keeps_old_feed_and_rerun_completes(short_roo
             "shows/founders-hour/episodes/ep-during/chapters.json"))["version"] == "1.2.0"
     finally:
         server.stop()
+        for key, value in saved.items():  # the session's S3 server is the one other tests expect
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def test_gpodder_downloads_the_episode_from_s3_byte_for_byte(short_room: Path, bucket: str, tmp_path: Path) -> None:

@@ -191,7 +191,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
     """Mix, master, write transcripts and chapters, publish. Returns a summary of the published episode.
     A transient storage error fails the episode only on the ``final_attempt`` (a task retries the others)."""
     from feeds.rss import feed_key
-    from workers.publish import ensure_show, publish_episode, rebuild_feeds
+    from workers.publish import ensure_show, publish_episode
     from workers.render import render_room
 
     ctx = Context.of(settings)
@@ -215,11 +215,6 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
         results = load_track_results(settings, result_keys)
         rendered = render_room(settings, ctx.catalog, room, results, workspace, language=job.language, cover=cover)
         episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered)
-        # Episodes of one show finishing together each rebuilt the feed above from what the catalog held at
-        # that moment; rebuilding again under the show's lock, from the catalog, means the last feed written
-        # holds every episode published before it.
-        with ctx.catalog.show_lock(room.show):
-            rebuild_feeds(settings, ctx.store, ctx.catalog, room.show)
     except Exception as exc:
         if isinstance(exc, StorageError) and exc.transient and not final_attempt:  # the task retries: not over
             ctx.catalog.set_stage(room.id, f"retrying: {exc}"[:128])

@@ -78,7 +78,16 @@ def _remove_other_copies(store: ObjectStore, catalog: Catalog, show: ShowRecord,
 
 
 def rebuild_feeds(settings: Settings, store: ObjectStore, catalog: Catalog, show_id: str) -> list[str]:
-    """Rebuild the show's public feed and, when it has one, its private feed. Returns the keys written."""
+    """Rebuild the show's public feed and, when it has one, its private feed. Returns the keys written.
+
+    Runs under the show's lock in the catalog and reads the catalog inside it: of episodes of one show finishing
+    together, the last to rebuild sees every one published before it, so no item is ever lost to a race.
+    """
+    with catalog.show_lock(show_id):
+        return _rebuild_feeds(store, catalog, show_id)
+
+
+def _rebuild_feeds(store: ObjectStore, catalog: Catalog, show_id: str) -> list[str]:
     show = catalog.get_show(show_id)
     if show is None:
         raise FeedError(f"show {show_id!r} is not in the catalog; process one of its rooms first")
