@@ -156,7 +156,7 @@ def process_track(settings: Settings, job: Job, track_index: int) -> str:
     if ctx.store.exists(key):
         log.info("room %s: track %d already done (%s)", job.episode_id, track_index, key)
         return key
-    room = load_room(room_folder(settings, job.room_dir))
+    room = load_room(room_folder(settings, job.room_dir), verify_decoding=False)  # validated by ingest
     track = next(t for t in room.tracks if t.index == track_index)
     what = f"room {room.id!r}: {track.file}"
     analysis = analyse_track(track, what=what)
@@ -197,7 +197,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
     ctx = Context.of(settings)
     if published_from(ctx.catalog, job.episode_id, job.input_hash):
         return already_published(settings, job)  # a redelivered finish whose first run had completed
-    room = load_room(room_folder(settings, job.room_dir))
+    room = load_room(room_folder(settings, job.room_dir), verify_decoding=False)  # validated by ingest
     workspace = Path(settings.work_dir) / job.episode_id / job.input_hash[:16]
     if workspace.exists():
         shutil.rmtree(workspace)  # a half-written workspace from a crashed run is never trusted
