@@ -274,3 +274,33 @@ def test_worker_with_transcription(cluster: Cluster, short_room: Path, tmp_path:
     vtt = next(a for a in episode.assets if a.name == "transcript.vtt")
     body = cluster.store.get_bytes(vtt.key).decode()
     assert "<v Alice Martin>" in body and "Novák" not in body
+
+
+TINY_SCRIPT = """# room id=tiny-room show=founders-hour title="Tiny room" language=en
+# speaker alice name="Alice Martin" role=host voice=en-us+f3 level=-20 codec=opus rate=48000
+# speaker bob name="Bob Okafor" voice=en-gb+m3 level=-30 codec=wav rate=16000
+alice: Welcome back, this is a very short room.
+bob: Thanks, it is good to be here.
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_room(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from samples.generate import generate_room
+
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "tiny.txt").write_text(TINY_SCRIPT)
+    return generate_room(folder / "tiny.txt", folder / "rooms")
+
+
+def test_twenty_rooms_of_one_show_at_once_all_reach_the_feed(cluster: Cluster, tiny_room: Path,
+                                                               tmp_path: Path) -> None:
+    """20 rooms of one show submitted together and published by two workers at once: the feed rebuilds are
+    serialised by the show's lock in the catalog, so the feed ends with all 20 items, each once."""
+    ids = [f"dist-twenty-{n:02d}" for n in range(20)]
+    for n, room_id in enumerate(ids):
+        room = room_variant(tiny_room, tmp_path, room_id, recorded_at=f"2026-10-{n + 1:02d}T09:30:00Z")
+        assert submit_room(cluster.settings, room).outcome == "queued"
+    assert cluster.wait_done(ids, 400, poll=2.0) == dict.fromkeys(ids, "published")
+    titles = [e.title for e in cluster.feed().entries]
+    assert all(titles.count(f"Room {i}") == 1 for i in ids), titles
