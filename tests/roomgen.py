@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import wave
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from pipeline.audio import ANALYSIS_RATE, decode
 from samples.generate import SCRIPTS, generate_room
 
 SUMMARY_VALUES = {
@@ -79,3 +83,20 @@ def audio_stream(path: Path) -> dict[str, Any]:
     if done.returncode != 0:
         raise AssertionError(f"ffprobe could not read {path}: {done.stderr.strip()}")
     return json.loads(done.stdout)["streams"][0]
+
+
+def speak(text: str, path: Path, voice: str = "en") -> np.ndarray:
+    """``text`` spoken by espeak-ng into ``path``, returned as 16 kHz mono float32."""
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(path), text], check=True, capture_output=True)
+    return decode(path, what=path.name)
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    """16 kHz mono 16-bit WAV of ``samples`` (clipped to [-1, 1])."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(ANALYSIS_RATE)
+        out.writeframes(pcm.tobytes())
+    return path

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import wave
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from pipeline import formats
-from pipeline.audio import ANALYSIS_RATE, decode
+from pipeline.audio import ANALYSIS_RATE
 from pipeline.bleed import TrackAudio, find_bleed, level_db, normalise, remove_bleed
 from pipeline.models import resolve_model
 from pipeline.transcribe import SENTENCE_END, TranscribeSettings, load_model, split_segments, transcribe_track
 from pipeline.transcript import Segment, TrackTranscript, Word, merge
 from pipeline.vad import speech_regions
+from tests.roomgen import speak, write_wav
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -27,19 +25,6 @@ A_AT, B_AT = 2.0, 12.0  # track seconds where each phrase starts
 BLEED_DB = -25.0
 
 
-def _espeak(text: str, path: Path, voice: str) -> np.ndarray:
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(path), text], check=True, capture_output=True)
-    return decode(path, what=path.name)
-
-
-def _write_wav(path: Path, samples: np.ndarray) -> Path:
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(ANALYSIS_RATE)
-        out.writeframes(pcm.tobytes())
-    return path
 
 
 def _place(track: np.ndarray, voice: np.ndarray, at: float, gain: float) -> None:
@@ -51,15 +36,15 @@ def _place(track: np.ndarray, voice: np.ndarray, at: float, gain: float) -> None
 def bleed_room(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Track a: A's phrase. Track b: A's phrase again at -25 dB (bleed) and, later, B's own phrase."""
     folder = tmp_path_factory.mktemp("bleed")
-    voice_a = _espeak(PHRASE_A, folder / "va.wav", "en-us+m3")
-    voice_b = _espeak(PHRASE_B, folder / "vb.wav", "en-gb+f2")
+    voice_a = speak(PHRASE_A, folder / "va.wav", "en-us+m3")
+    voice_b = speak(PHRASE_B, folder / "vb.wav", "en-gb+f2")
     rng = np.random.default_rng(5)
     a = rng.normal(0.0, 0.0005, 22 * ANALYSIS_RATE).astype(np.float32)
     b = rng.normal(0.0, 0.0005, 22 * ANALYSIS_RATE).astype(np.float32)
     _place(a, voice_a, A_AT, 0.6)
     _place(b, voice_a, A_AT, 0.6 * 10 ** (BLEED_DB / 20))
     _place(b, voice_b, B_AT, 0.6)
-    return {"a": _write_wav(folder / "a.wav", a), "b": _write_wav(folder / "b.wav", b)}
+    return {"a": write_wav(folder / "a.wav", a), "b": write_wav(folder / "b.wav", b)}
 
 
 def _words(speaker: str, start: float, text: str, step: float = 0.4) -> list[Word]:

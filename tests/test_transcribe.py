@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ import jiwer
 import numpy as np
 import pytest
 
-from pipeline.audio import ANALYSIS_RATE, decode
+from pipeline.audio import ANALYSIS_RATE
 from pipeline.errors import TranscriptionError
 from pipeline.models import resolve_model
 from pipeline.transcribe import (
@@ -28,6 +26,7 @@ from pipeline.transcribe import (
 )
 from pipeline.transcript import TrackTranscript, Word
 from pipeline.vad import SpeechRegion, speech_regions
+from tests.roomgen import speak, write_wav
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -42,19 +41,6 @@ NORMALISE = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer
                            jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])
 
 
-def _espeak(text: str, path: Path, voice: str = "en") -> np.ndarray:
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(path), text], check=True, capture_output=True)
-    return decode(path, what=path.name)
-
-
-def _write_wav(path: Path, samples: np.ndarray) -> Path:
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(ANALYSIS_RATE)
-        out.writeframes(pcm.tobytes())
-    return path
 
 
 def _noise(seconds: float, level: float, seed: int = 1) -> np.ndarray:
@@ -65,7 +51,7 @@ def _noise(seconds: float, level: float, seed: int = 1) -> np.ndarray:
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Speech placed in low noise, a long mostly silent track, pure noise and a tone, as WAV files."""
     folder = tmp_path_factory.mktemp("transcribe")
-    voices = [_espeak(text, folder / f"s{i}.wav") for i, text in enumerate(SENTENCES)]
+    voices = [speak(text, folder / f"s{i}.wav") for i, text in enumerate(SENTENCES)]
     speech = _noise(30.0, 0.003)
     for voice, at in zip(voices, PLACES, strict=True):
         speech[int(at * ANALYSIS_RATE):int(at * ANALYSIS_RATE) + voice.size] += 0.7 * voice
@@ -74,10 +60,10 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     sparse[at:at + voices[2].size] = 0.7 * voices[2]
     tone = 0.4 * np.sin(2 * np.pi * 440.0 * np.arange(20 * ANALYSIS_RATE) / ANALYSIS_RATE).astype(np.float32)
     return {
-        "speech": _write_wav(folder / "speech.wav", speech),
-        "sparse": _write_wav(folder / "sparse.wav", sparse),
-        "noise": _write_wav(folder / "noise.wav", _noise(20.0, 0.2, seed=2)),
-        "tone": _write_wav(folder / "tone.wav", tone),
+        "speech": write_wav(folder / "speech.wav", speech),
+        "sparse": write_wav(folder / "sparse.wav", sparse),
+        "noise": write_wav(folder / "noise.wav", _noise(20.0, 0.2, seed=2)),
+        "tone": write_wav(folder / "tone.wav", tone),
         "durations": {i: v.size / ANALYSIS_RATE for i, v in enumerate(voices)},
     }
 
@@ -198,9 +184,9 @@ def test_segments_split_at_sentence_ends_and_pauses() -> None:
 )
 def test_multilingual_base_detects_german(tmp_path: Path) -> None:
     # espeak-ng's German is clear enough for Whisper base (p=0.91); its French is heard as Hungarian.
-    voice = _espeak("Guten Morgen, heute sprechen wir über das Radio und über Podcasts.", tmp_path / "de.wav",
+    voice = speak("Guten Morgen, heute sprechen wir über das Radio und über Podcasts.", tmp_path / "de.wav",
                     voice="de")
-    track = _write_wav(tmp_path / "track.wav", np.concatenate([np.zeros(2 * ANALYSIS_RATE, np.float32), voice]))
+    track = write_wav(tmp_path / "track.wav", np.concatenate([np.zeros(2 * ANALYSIS_RATE, np.float32), voice]))
     model = load_model(resolve_model("base", cache_dir=tmp_path / "models"))
     assert not model.english_only
     regions = speech_regions(track, what="de")

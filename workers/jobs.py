@@ -113,7 +113,8 @@ def ingest_once(settings: Settings, room_ref: str) -> Job | None:
     duplicate or redelivered message), so nothing is done twice."""
     room, digest = load_checked(settings, room_ref)
     if published_from(Context.of(settings).catalog, room.id, digest):
-        log.info("room %s: already published from these inputs; nothing to do", room.id)
+        log.info("room %s: already published from these inputs; only its show's feeds are rebuilt", room.id)
+        _finish_feeds(settings, room.show)
         return None
     return start_job(settings, room, digest, room_ref)
 
@@ -232,11 +233,21 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
             "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(room.show))}
 
 
+def _finish_feeds(settings: Settings, show_id: str) -> None:
+    """A run may have died between marking its episode published and uploading the feed: rebuilding (idempotent,
+    from the catalog) is what finishes it."""
+    from workers.publish import rebuild_feeds
+
+    ctx = Context.of(settings)
+    rebuild_feeds(settings, ctx.store, ctx.catalog, show_id)
+
+
 def already_published(settings: Settings, job: Job) -> dict[str, Any]:
     from feeds.rss import feed_key
 
     ctx = Context.of(settings)
     episode = ctx.catalog.get_episode(job.episode_id)
     assert episode is not None
+    _finish_feeds(settings, episode.show)
     return {"episode": episode.id, "status": episode.status, "duration_s": episode.duration_s,
             "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(episode.show))}
