@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from feeds.rss import build_feed, episode_prefix, feed_key
-from feeds.shows import check_artwork, default_artwork, show_config, show_record
+from feeds.shows import check_artwork, default_artwork, show_record
 from pipeline.errors import FeedError
 from pipeline.manifest import Room
 from storage.catalog import Catalog
@@ -34,7 +35,7 @@ def ensure_show(settings: Settings, store: ObjectStore, catalog: Catalog, show_i
                 fallback_title: str | None = None) -> ShowRecord:
     """The show's record with its artwork stored: configured artwork (checked), else a generated cover."""
     record = show_record(show_id, settings.shows_config, fallback_title=fallback_title)
-    configured = show_config(show_id, settings.shows_config).artwork
+    configured = Path(record.artwork_path) if record.artwork_path else None
     if configured is not None:
         check_artwork(configured)
         key = artwork_key(show_id, configured.suffix.lower().replace(".jpeg", ".jpg"))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 from pipeline.analysis import TrackAnalysis
+from pipeline.audio import decode_blocks
 from pipeline.manifest import Room, Track
 from pipeline.models import resolve_model
 from pipeline.transcribe import SpeechModel, TranscribeSettings, detect_language, load_model, transcribe_track
 from pipeline.transcript import TrackTranscript
-from pipeline.vad import speech_regions
+from pipeline.vad import BLOCK_S, VadSettings, speech_regions_in
 from workers.config import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,9 @@ def detect_room_language(settings: Settings, room: Room) -> str:
     """The room's language, detected once from the speech of its longest consenting track."""
     track = max(room.published_tracks, key=lambda t: t.info.duration)
     what = f"room {room.id!r}: {track.file}"
-    regions = [r for r in speech_regions(track.path, what=what) if r.start < DETECT_WINDOW_S]
+    # Only the window is decoded and scanned: a 3-hour track costs no more than a 5-minute one here.
+    window = decode_blocks(track.path, what=what, block_s=BLOCK_S, duration=DETECT_WINDOW_S)
+    regions = speech_regions_in(window, VadSettings())
     language = detect_language(track.path, regions, _model(settings))
     log.info("room %s: detected language %s from %s", room.id, language, track.file)
     return language
@@ -39,10 +42,8 @@ def detect_room_language(settings: Settings, room: Room) -> str:
 
 def transcribe(settings: Settings, room: Room, track: Track, analysis: TrackAnalysis,
                language: str | None) -> TrackTranscript:
-    ref = resolve_model(settings.model, cache_dir=settings.model_cache)
-    model = load_model(ref, _transcribe_settings(settings))
     return transcribe_track(
         track.path, analysis.regions, track_index=track.index, speaker=track.speaker, offset=track.start,
-        model=model, language=language or room.language, settings=_transcribe_settings(settings),
+        model=_model(settings), language=language or room.language, settings=_transcribe_settings(settings),
         what=f"room {room.id!r}: {track.file}",
     )
