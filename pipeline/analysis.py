@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # reported, never silently accepted.
 DRIFT_WARN_S = 2.0
 DRIFT_WARN_RATIO = 0.01
+STEP_FLOOR_DB = -150.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class TrackAnalysis:
     speech_lufs: float
     decoded_s: float
     warnings: tuple[str, ...] = ()
+    # K-weighted level of every 100 ms step of the track (dB, mean square; STEP_FLOOR_DB for silence): the mixer
+    # derives its levelling from it and predicts the mix's loudness without a measuring pass.
+    step_db: tuple[float, ...] = ()
 
     @property
     def speech_s(self) -> float:
@@ -43,13 +47,19 @@ class TrackAnalysis:
     def to_dict(self) -> dict[str, Any]:
         return {"track_index": self.track_index, "speaker": self.speaker, "start": self.start,
                 "duration": self.duration, "regions": [[r.start, r.end] for r in self.regions],
-                "speech_lufs": self.speech_lufs, "decoded_s": self.decoded_s, "warnings": list(self.warnings)}
+                "speech_lufs": self.speech_lufs, "decoded_s": self.decoded_s, "warnings": list(self.warnings),
+                "step_db": list(self.step_db)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackAnalysis:
         return cls(int(data["track_index"]), str(data["speaker"]), float(data["start"]), float(data["duration"]),
                    tuple(SpeechRegion(float(a), float(b)) for a, b in data["regions"]), float(data["speech_lufs"]),
-                   float(data["decoded_s"]), tuple(data.get("warnings", ())))
+                   float(data["decoded_s"]), tuple(data.get("warnings", ())),
+                   tuple(float(v) for v in data.get("step_db", ())))
+
+    def step_energies(self) -> np.ndarray:
+        """Mean-square K-weighted energy of every 100 ms step (the inverse of ``step_db``)."""
+        return np.power(10.0, np.asarray(self.step_db, dtype=np.float64) / 10)
 
 
 def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None) -> TrackAnalysis:
@@ -74,8 +84,10 @@ def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None) ->
         log.warning("%s", warning)
     log.info("%s: %d speech regions, %.1f s of speech at %.1f LUFS", what, len(regions),
              sum(r.duration for r in regions), speech_lufs)
+    levels = 10 * np.log10(np.maximum(np.asarray(meter.energies, dtype=np.float64), 10 ** (STEP_FLOOR_DB / 10)))
     return TrackAnalysis(track.index, track.speaker, track.start, track.info.duration, regions,
-                         round(speech_lufs, 2), round(decoded_s, 3), warnings)
+                         round(speech_lufs, 2), round(decoded_s, 3), warnings,
+                         tuple(round(float(v), 2) for v in levels))
 
 
 def drift_warnings(track: Track, decoded_s: float, *, what: str) -> tuple[str, ...]:

@@ -71,6 +71,84 @@ def run_ffmpeg(
     return stderr
 
 
+def tee_ffmpeg(source: Sequence[str], sinks: Sequence[Sequence[str]], *, what: str, sink_whats: Sequence[str],
+               bytes_per_second: float, timeout: float = DEFAULT_TIMEOUT_S,
+               progress: ProgressCallback | None = None) -> tuple[str, list[str]]:
+    """Run one ffmpeg (``source``, writing raw audio to ``pipe:1``) feeding the stdin (``pipe:0``) of several
+    others (``sinks``), all at once: one decode and mix, every encoder on its own core. Returns every stderr;
+    raises :class:`MediaError` naming the first process that failed."""
+    base = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-nostats"]
+    commands = [[*base, *source], *[[FFMPEG, "-hide_banner", "-y", "-nostats", *sink] for sink in sinks]]
+    for cmd in commands:
+        log.debug("running %s", shlex.join(cmd))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen(commands[0], stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        for cmd in commands[1:]:
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE))
+    except FileNotFoundError as exc:
+        for proc in procs:
+            proc.kill()
+        raise MediaError(f"{what}: ffmpeg is not installed (apt-get install ffmpeg)") from exc
+    tails = [collections.deque[str](maxlen=400) for _ in procs]
+    readers = [threading.Thread(target=_drain_bytes, args=(p.stderr, tail), daemon=True)
+               for p, tail in zip(procs, tails, strict=True)]
+    for reader in readers:
+        reader.start()
+    def kill_all() -> None:
+        for proc in procs:
+            proc.kill()
+
+    timer = threading.Timer(timeout, kill_all)
+    timer.start()
+    try:
+        _pump(procs[0], procs[1:], bytes_per_second, progress)
+        codes = [p.wait() for p in procs]
+    finally:
+        timer.cancel()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for reader in readers:
+            reader.join(timeout=5)
+    stderrs = ["".join(tail) for tail in tails]
+    for cmd, rc, stderr, name in zip(commands, codes, stderrs, [what, *sink_whats], strict=True):
+        if rc != 0:
+            reason = f"timed out after {timeout:.0f} s" if rc == -9 else f"exited with {rc}"
+            tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
+            raise MediaError(f"{name}: ffmpeg {reason}", shlex.join(cmd), tail)
+    return stderrs[0], stderrs[1:]
+
+
+def _pump(source: subprocess.Popen[bytes], sinks: Sequence[subprocess.Popen[bytes]], bytes_per_second: float,
+          progress: ProgressCallback | None) -> None:
+    assert source.stdout is not None
+    alive = [s for s in sinks if s.stdin is not None]
+    done, reported = 0, 0.0
+    while chunk := source.stdout.read(1 << 16):
+        for sink in list(alive):
+            try:
+                sink.stdin.write(chunk)  # type: ignore[union-attr]
+            except BrokenPipeError:  # that encoder died: its exit code says why
+                alive.remove(sink)
+        done += len(chunk)
+        if progress and done / bytes_per_second - reported >= 1.0:
+            reported = done / bytes_per_second
+            progress(reported)
+    for sink in alive:
+        try:
+            sink.stdin.close()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass
+
+
+def _drain_bytes(stream: object, sink: collections.deque[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        sink.append(line.decode(errors="replace"))
+
+
 def _drain(stream: object, sink: collections.deque[str]) -> None:
     for line in stream:  # type: ignore[attr-defined]
         sink.append(line)

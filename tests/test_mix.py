@@ -16,8 +16,10 @@ from mutagen.mp4 import MP4
 from pipeline.analysis import analyse_track
 from pipeline.chapters import Chapter
 from pipeline.manifest import load_room
-from pipeline.master import Tags, master
-from pipeline.mix import MixSettings, mix
+from pipeline.analysis import TrackAnalysis
+from pipeline.master import MasterSettings, Tags, master
+from pipeline.mix import MixSettings, leveller, mix, plan_mix
+from pipeline.replay import render_replay
 
 RATE = 44_100
 LINES = [
@@ -77,16 +79,17 @@ def room_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def mastered(room_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The one-pass render that publishing uses: mix, master and encode together."""
     out = tmp_path_factory.mktemp("mastered")
     room = load_room(room_dir)
     analyses = [analyse_track(t, what=t.file) for t in room.tracks]
-    mixed = mix(room, analyses, out / "mix.wav")
-    duration = mixed.plan.duration
+    plan = plan_mix(room, analyses)
+    duration = plan.duration
     chapters = [Chapter(0.0, duration / 2, "Intro & <welcome>", "s0"),
                 Chapter(duration / 2, duration, "Zoë's turn", "s1")]
-    result = master(mixed.path, mixed.loudness_lufs, out, tags=Tags("Mix & <test>", "Speaker 0", "tests"),
-                    chapters=chapters, what="mix-test")
-    return {"room": room, "mix": mixed, "master": result, "out": out, "chapters": chapters,
+    plan, mix_lufs, result = render_replay(room, analyses, out, tags=Tags("Mix & <test>", "Speaker 0", "tests"),
+                                           chapters=chapters, plan=plan)
+    return {"room": room, "plan": plan, "mix_lufs": mix_lufs, "master": result, "out": out, "chapters": chapters,
             "truth": json.loads((room_dir / "truth.json").read_text())}
 
 
@@ -115,9 +118,41 @@ def test_master_hits_target_on_the_encoded_file(mastered: dict[str, object], nam
     assert abs(independent - (-19.0)) <= 0.5, independent
 
 
+def test_mix_loudness_is_predicted_so_one_pass_is_enough(mastered: dict[str, object]) -> None:
+    """The mastering gain comes from the plan's prediction; ffmpeg's ebur128 measured the mix in the same pass."""
+    predicted = mastered["plan"].predicted_lufs  # type: ignore[attr-defined]
+    assert abs(predicted - mastered["mix_lufs"]) <= 0.3, (predicted, mastered["mix_lufs"])  # type: ignore[operator]
+    assert mastered["master"].passes == 1, mastered["master"].notes  # type: ignore[attr-defined]
+
+
+def test_the_two_pass_master_agrees(mastered: dict[str, object], tmp_path: Path) -> None:
+    """Mixing to a file, measuring it, then mastering (the retry path) lands on the same target."""
+    room = mastered["room"]
+    analyses = [analyse_track(t, what=t.file) for t in room.tracks]  # type: ignore[attr-defined]
+    mixed = mix(room, analyses, tmp_path / "mix.wav")  # type: ignore[arg-type]
+    result = master(mixed.path, mixed.loudness_lufs, tmp_path, tags=Tags("t", "a", "b"), chapters=[], what="again",
+                    settings=MasterSettings(opus=True))
+    for encoded in result.files:
+        integrated, peak = _ebur128(encoded.path)
+        assert abs(integrated - (-19.0)) <= 0.5 and peak <= -1.0, (encoded.format, integrated, peak)
+
+
+def test_a_loud_burst_is_turned_down_and_speech_is_left_alone() -> None:
+    """The leveller: steps 12 LU over the speech level lose (1 - 1/ratio) of the excess; speech keeps its level."""
+    speech_db, burst_db = -23.3, -11.3  # K-weighted mean square: -24 and -12 LUFS
+    steps = [speech_db] * 50 + [burst_db] * 10 + [speech_db] * 50
+    analysis = TrackAnalysis(0, "s0", 0.0, 11.0, (), -24.0, 11.0, (), tuple(steps))
+    settings = MixSettings()
+    reduction = leveller(analysis, 0.0, settings)
+    over = 12.0 - settings.compressor_threshold_lu
+    assert reduction[52:58].min() == pytest.approx(-(1 - 1 / settings.compressor_ratio) * over, abs=0.3)
+    assert reduction[:45].max() == 0.0 and reduction[65:].max() == 0.0
+    assert reduction[49] < -1.0, "the reduction is in place before the burst starts"
+
+
 def test_speakers_20_db_apart_end_up_within_2_lu(mastered: dict[str, object]) -> None:
     audio = _decode(mastered["out"] / "replay.mp3")  # type: ignore[operator]
-    shift = mastered["mix"].plan.trim_start  # type: ignore[attr-defined]
+    shift = mastered["plan"].trim_start  # type: ignore[attr-defined]
     meter = pyloudnorm.Meter(RATE)
     levels = []
     for turn in mastered["truth"]:  # type: ignore[attr-defined]
@@ -129,7 +164,7 @@ def test_speakers_20_db_apart_end_up_within_2_lu(mastered: dict[str, object]) ->
 def test_noise_between_phrases_does_not_add_up(mastered: dict[str, object]) -> None:
     """In stretches where nobody speaks, the mix is no noisier than one track's own noise floor (+3 dB)."""
     audio = _decode(mastered["out"] / "replay.mp3")  # type: ignore[operator]
-    shift = mastered["mix"].plan.trim_start  # type: ignore[attr-defined]
+    shift = mastered["plan"].trim_start  # type: ignore[attr-defined]
     truth = mastered["truth"]  # type: ignore[attr-defined]
     busy = np.zeros(audio.size, dtype=bool)
     for turn in truth:
@@ -159,7 +194,7 @@ def test_chapters_embedded_in_both_files(mastered: dict[str, object]) -> None:
 
 
 def test_dead_air_is_trimmed(mastered: dict[str, object]) -> None:
-    plan = mastered["mix"].plan  # type: ignore[attr-defined]
+    plan = mastered["plan"]
     first_word = min(t["start"] for t in mastered["truth"])  # type: ignore[attr-defined]
     assert 0 < plan.trim_start <= first_word
     assert first_word - plan.trim_start <= 1.0

@@ -14,8 +14,9 @@ from pipeline.analysis import TrackAnalysis
 from pipeline.bleed import remove_bleed, room_audio
 from pipeline.chapters import Chapter, build_chapters, intervals_from_transcript
 from pipeline.manifest import Room
-from pipeline.master import MasterResult, MasterSettings, Tags, master
-from pipeline.mix import MixSettings, mix
+from pipeline.master import MasterResult, MasterSettings, Tags
+from pipeline.mix import MixSettings, plan_mix
+from pipeline.replay import render_replay
 from pipeline.transcript import TrackTranscript, Transcript, merge
 from storage.catalog import Catalog
 from workers.config import Settings
@@ -72,12 +73,9 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
             notify(room.id, stage, min(1.0, seconds / total) if total > 0 else None)
         return report
 
-    catalog.set_stage(room.id, "mixing", 0.0)
-    notify(room.id, "mixing", 0.0)
-    mixed = mix(room, analyses, workspace / "mix.wav", settings=MixSettings(),
-                progress=progress("mixing", room.duration))
-    shift = -mixed.plan.trim_start
-    duration = mixed.plan.duration
+    plan = plan_mix(room, analyses, MixSettings())
+    shift = -plan.trim_start
+    duration = plan.duration
 
     transcript: Transcript | None = None
     if all(t is not None for _, t in results) and settings.transcribe:
@@ -90,17 +88,17 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
     chapters = tuple(build_chapters(intervals, duration, speaker_names=names,
                                     min_chapter_s=settings.min_chapter_s, transcript=transcript))
 
-    catalog.set_stage(room.id, "encoding", 0.0)
-    notify(room.id, "encoding", 0.0)
+    catalog.set_stage(room.id, "mixing and encoding", 0.0)
+    notify(room.id, "mixing and encoding", 0.0)
     consenting_names = [s.name for s in room.consenting_speakers]
     tags = Tags(
         title=room.title, artist=", ".join(consenting_names), album=room.show,
         date=room.recorded_at.strftime("%Y-%m-%d") if room.recorded_at else "",
         comment=room.description, language=language or room.language or "",
     )
-    mastered = master(mixed.path, mixed.loudness_lufs, workspace, tags=tags, chapters=chapters, cover=cover,
-                      settings=master_settings(settings, room.show), what=what, progress=progress("encoding", duration))
-    mixed.path.unlink(missing_ok=True)
+    _plan, _mix_lufs, mastered = render_replay(
+        room, analyses, workspace, tags=tags, chapters=chapters, cover=cover, plan=plan,
+        settings=master_settings(settings, room.show), progress=progress("mixing and encoding", duration))
 
     files: dict[str, Path] = {f"replay.{f.format}": f.path for f in mastered.files}
     files["chapters.json"] = write_atomic(workspace / "chapters.json", formats.chapters_json(chapters))
