@@ -67,6 +67,16 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# A web server reading the store's folder runs as another user: published files get the usual permissions.
+_UMASK = _current_umask()
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -148,6 +158,7 @@ class LocalStore:
             fd, tmp = tempfile.mkstemp(prefix=self.TMP_PREFIX, dir=target.parent)
             os.close(fd)
             write(tmp)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # readable like any file we create (mkstemp makes it private)
             # The sidecar names the new file's mtime before the file is swapped in: if we stop in between, the
             # old file no longer matches the sidecar and its MD5 is recomputed.
             self._write_meta(key, {"md5": md5, "size": size, "content_type": kind,

@@ -13,10 +13,9 @@ import pytest
 from mutagen.id3 import ID3
 from mutagen.mp4 import MP4
 
-from pipeline.analysis import analyse_track
+from pipeline.analysis import TrackAnalysis, analyse_track
 from pipeline.chapters import Chapter
 from pipeline.manifest import load_room
-from pipeline.analysis import TrackAnalysis
 from pipeline.master import MasterSettings, Tags, master
 from pipeline.mix import MixSettings, leveller, mix, plan_mix
 from pipeline.replay import render_replay

@@ -64,6 +64,23 @@ def test_a_folder_leaves_no_temporary_files_and_hides_its_metadata(tmp_path: Pat
         store.put_bytes(".roomcast-meta/x.json", b"{}")
 
 
+def test_a_folder_publishes_files_a_web_server_can_read(tmp_path: Path) -> None:
+    """Objects get the permissions of any new file (umask), not the private mode of a temporary file."""
+    import os
+    import stat
+
+    store = LocalStore(tmp_path / "store")
+    store.put_bytes("shows/a/feed.xml", b"<rss/>")
+    source = tmp_path / "replay.mp3"
+    source.write_bytes(b"ID3")
+    store.put_file("shows/a/episodes/e/replay.mp3", source)
+    mask = os.umask(0)
+    os.umask(mask)
+    for key in ("shows/a/feed.xml", "shows/a/episodes/e/replay.mp3"):
+        mode = stat.S_IMODE((tmp_path / "store" / key).stat().st_mode)
+        assert mode == 0o666 & ~mask, oct(mode)
+
+
 def test_a_folder_notices_an_object_replaced_behind_its_back(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
     store.put_bytes("e/replay.mp3", b"A" * 1000)
