@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,13 +113,12 @@ def master_formats(settings: MasterSettings) -> list[str]:
 
 def master(mix_path: Path, mix_lufs: float, out_dir: Path, *, tags: Tags, chapters: Sequence[Chapter],
            cover: Path | None = None, settings: MasterSettings = MasterSettings(), what: str,
-           progress: ProgressCallback | None = None,
-           first: Mapping[str, tuple[Path, float]] | None = None) -> MasterResult:
+           progress: ProgressCallback | None = None) -> MasterResult:
     """Encode ``mix_path`` to ``out_dir/replay.mp3`` and ``replay.m4a`` (and ``replay.opus``) at the target.
 
     Each format is encoded and verified in its own ffmpeg process, the formats side by side, so a format that
-    misses is the only one encoded again. ``first`` maps formats already encoded from the mix (by the one-pass
-    render, :mod:`pipeline.replay`) to their file and gain: those are measured before anything is encoded.
+    misses is the only one encoded again. (Publishing renders in one pass from the tracks instead:
+    :mod:`pipeline.replay`.)
     """
     formats = master_formats(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +127,7 @@ def master(mix_path: Path, mix_lufs: float, out_dir: Path, *, tags: Tags, chapte
         meta.write_text(ffmetadata(tags, chapters), encoding="utf-8")
         job = _FormatJob(mix_path, settings.target - mix_lufs, meta, cover, Path(tmp), settings, what, progress)
         with ThreadPoolExecutor(max_workers=len(formats)) as pool:
-            results = list(pool.map(lambda fmt: job.run(fmt, (first or {}).get(fmt)), formats))
+            results = list(pool.map(job.run, formats))
         final = []
         for encoded, _gain, _limiter, _passes, _notes in results:
             target = out_dir / f"replay.{encoded.format}"
@@ -137,6 +136,40 @@ def master(mix_path: Path, mix_lufs: float, out_dir: Path, *, tags: Tags, chapte
     lead = results[0]
     return MasterResult(tuple(final), round(lead[1], 2), round(lead[2], 2), max(r[3] for r in results),
                         notes=tuple(n for r in results for n in r[4]))
+
+
+@dataclass
+class FormatState:
+    """One format's way to the target: the gain and limiter of its next pass, and what was changed on the way."""
+
+    fmt: str
+    gain: float
+    limiter: float
+    notes: list[str] = field(default_factory=list)
+
+    def judge(self, attempt: int, loudness: LoudnessReport, settings: MasterSettings, what: str) -> bool:
+        """True when the encoded file is on target; otherwise correct the gain and lower the limiter by what the
+        file missed, for the next pass."""
+        miss = settings.target - loudness.integrated_lufs
+        peak = loudness.true_peak_dbtp
+        log.info("%s: %s pass %d: gain %.2f dB, limiter %.2f dB -> %.2f LUFS, true peak %.2f dBTP", what,
+                 self.fmt, attempt, self.gain, self.limiter, loudness.integrated_lufs, peak)
+        if peak <= settings.true_peak_db and abs(miss) <= settings.tolerance_lu:
+            return True
+        if peak > settings.true_peak_db:
+            self.limiter -= peak - settings.true_peak_db + 0.2
+            self.notes.append(f"{self.fmt} pass {attempt}: true peak {peak:.2f} dBTP, limiter lowered to "
+                              f"{self.limiter:.2f} dB")
+        if abs(miss) > settings.tolerance_lu:
+            self.notes.append(f"{self.fmt} pass {attempt}: {loudness.integrated_lufs:.2f} LUFS, gain corrected by "
+                              f"{miss:+.2f} dB")
+        self.gain += miss
+        return False
+
+    def failure(self, loudness: LoudnessReport, settings: MasterSettings, what: str) -> MediaError:
+        return MediaError(f"{what}: {self.fmt} could not reach {settings.target} LUFS / {settings.true_peak_db} dBTP "
+                          f"in {MAX_PASSES} passes (last: {loudness.integrated_lufs:.2f} LUFS, "
+                          f"{loudness.true_peak_dbtp:.2f} dBTP)")
 
 
 @dataclass(frozen=True)
@@ -150,35 +183,18 @@ class _FormatJob:
     what: str
     progress: ProgressCallback | None
 
-    def run(self, fmt: str,
-            first: tuple[Path, float] | None = None) -> tuple[EncodedFile, float, float, int, list[str]]:
-        """Encode one format until it measures on target (loudness and true peak) or MAX_PASSES is spent.
-        ``first``: a file already encoded (by the one-pass mix) and the gain it was made with, measured first."""
+    def run(self, fmt: str) -> tuple[EncodedFile, float, float, int, list[str]]:
+        """Encode one format until it measures on target (loudness and true peak) or MAX_PASSES is spent."""
         settings = self.settings
-        gain = first[1] if first else self.gain + ENCODER_OFFSET_LU.get(fmt, 0.0)
-        limiter = settings.limiter_db
-        notes: list[str] = []
+        state = FormatState(fmt, self.gain + ENCODER_OFFSET_LU.get(fmt, 0.0), settings.limiter_db)
+        path = self.tmp / f"replay.{fmt}"
         for attempt in range(1, MAX_PASSES + 1):
-            path = first[0] if attempt == 1 and first else self.tmp / f"replay.{fmt}"
-            if not (attempt == 1 and first):
-                encode(["-i", str(self.mix_path)], self.meta, self.cover, path, fmt, gain, limiter, settings,
-                       self.what, self.progress if fmt == "mp3" else None)
+            encode(["-i", str(self.mix_path)], self.meta, self.cover, path, fmt, state.gain, state.limiter, settings,
+                   self.what, self.progress if fmt == "mp3" else None)
             loudness = measure_file(path, what=f"{self.what}: measuring {path.name}")
-            miss = settings.target - loudness.integrated_lufs
-            peak = loudness.true_peak_dbtp
-            log.info("%s: %s pass %d: gain %.2f dB, limiter %.2f dB -> %.2f LUFS, true peak %.2f dBTP", self.what,
-                     fmt, attempt, gain, limiter, loudness.integrated_lufs, peak)
-            if peak <= settings.true_peak_db and abs(miss) <= settings.tolerance_lu:
-                return EncodedFile(path, fmt, loudness), gain, limiter, attempt, notes
-            if peak > settings.true_peak_db:
-                limiter -= peak - settings.true_peak_db + 0.2
-                notes.append(f"{fmt} pass {attempt}: true peak {peak:.2f} dBTP, limiter lowered to {limiter:.2f} dB")
-            if abs(miss) > settings.tolerance_lu:
-                notes.append(f"{fmt} pass {attempt}: {loudness.integrated_lufs:.2f} LUFS, gain corrected by "
-                             f"{miss:+.2f} dB")
-            gain += miss
-        raise MediaError(f"{self.what}: {fmt} could not reach {settings.target} LUFS / {settings.true_peak_db} dBTP "
-                         f"in {MAX_PASSES} passes (last: {loudness.integrated_lufs:.2f} LUFS, {peak:.2f} dBTP)")
+            if state.judge(attempt, loudness, settings, self.what):
+                return EncodedFile(path, fmt, loudness), state.gain, state.limiter, attempt, state.notes
+        raise state.failure(loudness, settings, self.what)
 
 
 def encode(source: list[str], meta: Path, cover: Path | None, path: Path, fmt: str, gain: float, limiter: float,

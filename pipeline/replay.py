@@ -1,33 +1,37 @@
 """From tracks to a mastered, encoded replay in one pass.
 
 One ffmpeg process decodes every track once, applies each track's envelope (gate, levelling; :mod:`pipeline.mix`),
-sums, trims and streams the mix out; each format's encoder (:func:`pipeline.master.encode`: gain, true-peak
-limiter, tags, chapters, cover) reads that stream in its own process, so decoding, mixing and every encoder run
-side by side. The mastering gain comes from the loudness the plan predicts; the same pass measures the mix and
-keeps a lossless copy of it, and every encoded file is then measured: a format that misses the target (loudness
-or true peak) is encoded again from the kept mix with its gain corrected (:func:`pipeline.master.master`).
+sums, trims and streams the mix out as raw float samples; each format's encoder (:func:`pipeline.master.encode`:
+gain, true-peak limiter, tags, chapters, cover) reads that stream in its own process, so decoding, mixing and
+every encoder run side by side and nothing is written but the replay files. The mastering gain comes from the
+loudness the plan predicts. Every encoded file is then measured (loudness and true peak, encoder overshoot
+included): a format that misses is rendered again, alone, with its gain corrected and its limiter lowered.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pipeline.analysis import TrackAnalysis
 from pipeline.chapters import Chapter
 from pipeline.ffmpeg import ProgressCallback, tee_ffmpeg
-from pipeline.loudness import parse_integrated
+from pipeline.loudness import LoudnessReport, measure_file
 from pipeline.manifest import Room
 from pipeline.master import (
     ENCODER_OFFSET_LU,
+    MAX_PASSES,
+    EncodedFile,
+    FormatState,
     MasterResult,
     MasterSettings,
     Tags,
     encode,
     ffmetadata,
-    master,
     master_formats,
 )
 from pipeline.mix import MixPlan, MixSettings, mix_graph, plan_mix
@@ -38,35 +42,52 @@ log = logging.getLogger(__name__)
 def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, *, tags: Tags,
                   chapters: Sequence[Chapter], cover: Path | None = None, plan: MixPlan | None = None,
                   mix_settings: MixSettings = MixSettings(), settings: MasterSettings = MasterSettings(),
-                  progress: ProgressCallback | None = None) -> tuple[MixPlan, float, MasterResult]:
-    """Mix ``room`` and write ``out_dir/replay.mp3``, ``replay.m4a`` (and ``replay.opus``) on target.
-    Returns the plan, the measured loudness of the mix before mastering, and the mastering result."""
+                  progress: ProgressCallback | None = None) -> tuple[MixPlan, MasterResult]:
+    """Mix ``room`` and write ``out_dir/replay.mp3``, ``replay.m4a`` (and ``replay.opus``) on target."""
     what = f"room {room.id!r}"
     plan = plan or plan_mix(room, analyses, mix_settings)
-    formats = master_formats(settings)
-    rate = mix_settings.sample_rate
+    gain = settings.target - plan.predicted_lufs
+    states = {fmt: FormatState(fmt, gain + ENCODER_OFFSET_LU.get(fmt, 0.0), settings.limiter_db)
+              for fmt in master_formats(settings)}
+    done: dict[str, tuple[EncodedFile, int]] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="roomcast-replay-", dir=out_dir) as folder:
         tmp = Path(folder)
         meta = tmp / "chapters.ffmeta"
         meta.write_text(ffmetadata(tags, chapters), encoding="utf-8")
         inputs, graph = mix_graph(room, plan, analyses, mix_settings, tmp)
-        kept = tmp / "mix.wav"
-        source = ["-v", "info", *inputs, "-filter_complex",
-                  f"{graph};[mix]asplit=2[live][copy];[copy]ebur128=framelog=verbose[kept]",
-                  "-map", "[live]", "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
-                  "-map", "[kept]", "-c:a", "pcm_f32le", "-rf64", "auto", "-f", "wav", str(kept)]
-        stream = ["-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0"]
-        gains = {fmt: settings.target - plan.predicted_lufs + ENCODER_OFFSET_LU.get(fmt, 0.0) for fmt in formats}
-        firsts = {fmt: tmp / f"first.{fmt}" for fmt in formats}
-        sinks = [encode(stream, meta, cover, firsts[fmt], fmt, gains[fmt], settings.limiter_db, settings, what,
-                        run=False) for fmt in formats]
-        mix_stderr, _ = tee_ffmpeg(source, sinks, what=f"{what}: mixing {len(plan.tracks)} tracks",
-                                   sink_whats=[f"{what}: encoding {fmt}" for fmt in formats],
-                                   bytes_per_second=4.0 * rate, progress=progress)
-        measured = parse_integrated(mix_stderr)
-        log.info("%s: mixed %d tracks, %.1f s; mix loudness %.2f LUFS, predicted %.2f", what, len(plan.tracks),
-                 plan.duration, measured, plan.predicted_lufs)
-        result = master(kept, measured, out_dir, tags=tags, chapters=chapters, cover=cover, settings=settings,
-                        what=what, progress=progress, first={fmt: (firsts[fmt], gains[fmt]) for fmt in formats})
-    return plan, measured, result
+        source = ["-v", "error", *inputs, "-filter_complex", graph, "-map", "[mix]", "-c:a", "pcm_f32le",
+                  "-f", "f32le", "pipe:1"]
+        stream = ["-f", "f32le", "-ar", str(mix_settings.sample_rate), "-ac", "1", "-i", "pipe:0"]
+        reports: dict[str, LoudnessReport] = {}
+        for attempt in range(1, MAX_PASSES + 1):
+            todo = [states[fmt] for fmt in states if fmt not in done]
+            if not todo:
+                break
+            paths = {s.fmt: tmp / f"pass{attempt}.{s.fmt}" for s in todo}
+            sinks = [encode(stream, meta, cover, paths[s.fmt], s.fmt, s.gain, s.limiter, settings, what, run=False)
+                     for s in todo]
+            tee_ffmpeg(source, sinks, what=f"{what}: mixing {len(plan.tracks)} tracks",
+                       sink_whats=[f"{what}: encoding {s.fmt}" for s in todo],
+                       bytes_per_second=4.0 * mix_settings.sample_rate, progress=progress if attempt == 1 else None)
+            with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+                measured = pool.map(lambda p: measure_file(p, what=f"{what}: measuring {p.name}"), paths.values())
+                reports.update(zip(paths, measured, strict=True))
+            for state in todo:
+                if state.judge(attempt, reports[state.fmt], settings, what):
+                    done[state.fmt] = (EncodedFile(paths[state.fmt], state.fmt, reports[state.fmt]), attempt)
+        missing = [states[fmt] for fmt in states if fmt not in done]
+        if missing:
+            raise missing[0].failure(reports[missing[0].fmt], settings, what)
+        files = []
+        for fmt in states:
+            encoded, _ = done[fmt]
+            target = out_dir / f"replay.{fmt}"
+            os.replace(encoded.path, target)
+            files.append(EncodedFile(target, fmt, encoded.loudness))
+    lead = next(iter(states.values()))
+    log.info("%s: mixed %d tracks, %.1f s, predicted mix loudness %.2f LUFS", what, len(plan.tracks), plan.duration,
+             plan.predicted_lufs)
+    return plan, MasterResult(tuple(files), round(lead.gain, 2), round(lead.limiter, 2),
+                              max(passes for _, passes in done.values()),
+                              notes=tuple(n for s in states.values() for n in s.notes))

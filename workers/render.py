@@ -96,7 +96,7 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
         date=room.recorded_at.strftime("%Y-%m-%d") if room.recorded_at else "",
         comment=room.description, language=language or room.language or "",
     )
-    _plan, _mix_lufs, mastered = render_replay(
+    _plan, mastered = render_replay(
         room, analyses, workspace, tags=tags, chapters=chapters, cover=cover, plan=plan,
         settings=master_settings(settings, room.show), progress=progress("mixing and encoding", duration))
 
