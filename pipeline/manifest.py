@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ MAX_TITLE = 512
 MAX_DESCRIPTION = 4000
 # A speaker's consecutive tracks may overlap by this much (rejoin jitter) before it counts as a problem.
 SEGMENT_OVERLAP_TOLERANCE_S = 0.5
+PROBE_WORKERS = 4  # probes wait on ffprobe/ffmpeg processes, not on Python
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,7 @@ def _tracks(folder: Path, value: Any, speaker_ids: set[str], problems: _Problems
         problems.add(MANIFEST_NAME, "'tracks' must be a non-empty list")
         return []
     tracks: list[Track] = []
+    found: list[tuple[int, str, str, Path, float, float | None, bool]] = []
     for n, item in enumerate(value):
         where = f"tracks[{n}]: "
         if not isinstance(item, dict):
@@ -303,11 +306,25 @@ def _tracks(folder: Path, value: Any, speaker_ids: set[str], problems: _Problems
         path = _inside(folder, file, problems)
         if path is None:
             continue
-        info = _probe(path, file, problems, verify=verify) if probe else None
+        begin = float(start) if ok and start is not None else 0.0  # a bad start or end was reported above
+        found.append((n, str(speaker), file, path, begin, float(end) if ok and end is not None else None, ok))
+    # Probing is ffprobe and ffmpeg processes: run side by side, problems reported in manifest order.
+    outcomes: list[tuple[AudioInfo | None, _Problems]] = []
+    if probe and found:
+        with ThreadPoolExecutor(max_workers=min(PROBE_WORKERS, len(found))) as pool:
+            outcomes = list(pool.map(lambda f: _probe_alone(f[3], f[2], problems.room_label, verify), found))
+    for (n, speaker_id, file, path, begin, declared_end, ok), (info, found_problems) in zip(found, outcomes,
+                                                                                           strict=False):
+        problems.items += found_problems.items
         if ok and info is not None:
-            tracks.append(Track(index=n, speaker=str(speaker), file=file, path=path, start=float(start or 0),
-                                info=info, declared_end=float(end) if end is not None else None))
+            tracks.append(Track(index=n, speaker=speaker_id, file=file, path=path, start=begin, info=info,
+                                declared_end=declared_end))
     return tracks
+
+
+def _probe_alone(path: Path, file: str, room_label: str, verify: bool) -> tuple[AudioInfo | None, _Problems]:
+    own = _Problems(room_label)
+    return _probe(path, file, own, verify=verify), own
 
 
 def _inside(folder: Path, file: str, problems: _Problems) -> Path | None:

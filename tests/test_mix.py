@@ -15,6 +15,7 @@ from mutagen.mp4 import MP4
 
 from pipeline.analysis import TrackAnalysis, analyse_track
 from pipeline.chapters import Chapter
+from pipeline.loudness import measure_file
 from pipeline.manifest import load_room
 from pipeline.master import MasterSettings, Tags, master
 from pipeline.mix import MixSettings, leveller, mix, plan_mix
@@ -134,6 +135,18 @@ def test_mastering_a_mix_file_lands_on_target_too(mastered: dict[str, object], t
     for encoded in result.files:
         integrated, peak = _ebur128(encoded.path)
         assert abs(integrated - (-19.0)) <= 0.5 and peak <= -1.0, (encoded.format, integrated, peak)
+
+
+def test_our_meter_agrees_with_ffmpeg(mastered: dict[str, object], tmp_path: Path) -> None:
+    """roomcast measures its encoded files itself; ffmpeg's ebur128 (192 kHz true peak) is the reference."""
+    stereo = tmp_path / "stereo.opus"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(mastered["out"] / "replay.mp3"),  # type: ignore[operator]
+                    "-af", "volume=9dB", "-ac", "2", "-c:a", "libopus", str(stereo)], check=True)
+    for path in (mastered["out"] / "replay.mp3", mastered["out"] / "replay.m4a", stereo):  # type: ignore[operator]
+        ours = measure_file(path, what="test")
+        integrated, peak = _ebur128(path)
+        assert abs(ours.integrated_lufs - integrated) <= 0.15, (path.name, ours, integrated)
+        assert abs(ours.true_peak_dbtp - peak) <= 0.2, (path.name, ours, peak)
 
 
 def test_a_loud_burst_is_turned_down_and_speech_is_left_alone() -> None:
