@@ -2,7 +2,8 @@
 
 With open microphones in one room (or a speaker on loudspeakers), a track also carries the other voices. Whisper
 transcribes them there too, so the merged transcript would show the words twice, once under the wrong speaker.
-Bleed is found from the transcripts: the same words at the same time on two tracks, ``min_run`` of them in a row.
+Bleed is found from the transcripts: the same words at the same time on two tracks, ``min_run`` of them in a row
+(then, where the copy is far quieter, the rest of the source's sentence heard on the copy, misheard or not).
 Which track is the source is decided by the audio: the level of each track over just those words (the short
 windows are decoded, never the whole tracks); the louder track keeps the words, the quieter one loses them.
 
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 _SILENT_DB = -200.0
 # Whisper's words last well under this; it bounds the search for a word's copy on another track.
 _LONGEST_WORD_S = 2.0
+# Whisper's word times are quantised to 20 ms and wander a little: the slack when a word must lie inside a span.
+_WORD_TIME_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,19 @@ class BleedSettings:
     - ``max_skip=2``: words either transcript may miss or mishear between two matches (bleed is quiet, and
       tiny.en heard "will ride" for "arrive on" in a -25 dB copy).
     - ``pad_s=0.1``: audio kept on each side of the run's words when the levels are measured.
+    - ``whole_gap_db=15.0``, ``pause_s=1.0``: when the copy is this much quieter, every copy word inside the
+      source's stretch of speech around the run (its words, pauses under ``pause_s``) goes too, if the copy
+      track is as much quieter over that whole stretch: a -25 dB copy is misheard ("The new student will make
+      with whom they're on Monday morning" for "The new studio microphones arrive on Monday morning"), and only
+      its end matched word for word.
     """
 
     max_shift_s: float = 0.3
     min_run: int = 3
     max_skip: int = 2
     pad_s: float = 0.1
+    whole_gap_db: float = 15.0
+    pause_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,8 @@ def find_bleed(tracks: Sequence[TrackTranscript], audio: Mapping[int, TrackAudio
     for n, a in enumerate(indices):
         for b in indices[n + 1:]:
             for pairs in _shared_runs(words[a], words[b], settings):
-                runs.append(_judge(a, b, words[a], words[b], pairs, audio, settings, what))
+                run = _judge(a, b, words[a], words[b], pairs, audio, settings, what)
+                runs.append(_widen(run, words[run.source], words[run.copy], audio, settings, what))
     for run in runs:
         log.info("%s: %d words at %.1f-%.1f s on track %d are bleed from track %d (%.1f dB quieter)",
                  what or "room", len(run.dropped), run.start, run.end, run.copy, run.source, run.level_gap_db)
@@ -151,6 +162,32 @@ def _judge(a: int, b: int, words_a: Sequence[Word], words_b: Sequence[Word], pai
     if level_a >= level_b:
         return BleedRun(a, b, start, end, tuple(span_b), level_a - level_b)
     return BleedRun(b, a, start, end, tuple(span_a), level_b - level_a)
+
+
+def _widen(run: BleedRun, source: Sequence[Word], copy: Sequence[Word], audio: Mapping[int, TrackAudio],
+           settings: BleedSettings, what: str) -> BleedRun:
+    """``run`` grown to every copy word inside the source's stretch of speech around it, when the copy track is
+    ``whole_gap_db`` quieter over that stretch too (see :class:`BleedSettings`)."""
+    if run.level_gap_db < settings.whole_gap_db:
+        return run
+    inside = [n for n, w in enumerate(source) if w.end >= run.start and w.start <= run.end]
+    if not inside:
+        return run
+    lo, hi = inside[0], inside[-1]
+    while lo > 0 and source[lo].start - source[lo - 1].end < settings.pause_s:
+        lo -= 1
+    while hi + 1 < len(source) and source[hi + 1].start - source[hi].end < settings.pause_s:
+        hi += 1
+    start, end = source[lo].start - _WORD_TIME_S, source[hi].end + _WORD_TIME_S
+    taken = {id(w) for w in run.dropped}
+    more = [w for w in copy if w.start >= start and w.end <= end and id(w) not in taken]
+    if not more:
+        return run
+    gap = level_db(audio[run.source], start, end, what=what) - level_db(audio[run.copy], start, end, what=what)
+    if gap < settings.whole_gap_db:
+        return run
+    dropped = tuple(sorted((*run.dropped, *more), key=lambda w: w.start))
+    return BleedRun(run.source, run.copy, min(run.start, start), max(run.end, end), dropped, run.level_gap_db)
 
 
 def level_db(track: TrackAudio, start: float, end: float, *, what: str = "") -> float:

@@ -230,6 +230,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
             "trim_start_s": rendered.trim_start_s, "chapters": len(rendered.chapters),
             "warnings": [w for analysis, _ in results for w in analysis.warnings],
             "words": len(rendered.transcript.words) if rendered.transcript else 0,
+            "encoding_passes": rendered.master.passes, "encoding_notes": list(rendered.master.notes),
             "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(room.show))}
 
 

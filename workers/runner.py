@@ -2,19 +2,22 @@
 
 The stages are the ones the Celery canvas runs (:mod:`workers.jobs`): ``ingest``, then one ``process_track`` per
 track, then ``finish``. With one worker process the canvas itself runs in Celery's eager mode; with more, the
-per-track stage is spread over a pool of processes (one Whisper model each, one CPU thread each), which is what
-a chord over tracks does on a set of workers.
+per-track stage is spread over a pool of processes (one Whisper model each, one CPU thread each, started while
+the room is validated), which is what a chord over tracks does on a set of workers. Without transcription the
+per-track stage (decoding, VAD, loudness) runs on threads: it waits on ffmpeg and on code that releases the GIL.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from pipeline.manifest import MANIFEST_NAME
 from workers import jobs, tasks
 from workers.config import Settings
 from workers.progress import notify
@@ -33,13 +36,47 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
     tasks.configure(settings, eager=True)
     if processes <= 1:
         return tasks.ingest_task.apply(args=(str(room_dir),)).get()
-    job = jobs.ingest(settings, room_dir)
+    workers = min(processes, _track_count(room_dir) or processes)
+    if not settings.transcribe:
+        # Analysis alone needs no model: threads suffice (ffmpeg decodes in its own process, the VAD and numpy
+        # release the GIL) and no worker process has to start.
+        with ThreadPoolExecutor(max_workers=workers) as threads:
+            job = jobs.ingest(settings, room_dir)
+            keys = _run_tracks(threads, settings, job)
+        return jobs.finish(settings, job, [keys[i] for i in job.tracks])
+    context = multiprocessing.get_context("spawn")  # never fork a process that may hold model threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # the workers start (imports, Whisper model) while this process validates the room
+        warming = [pool.submit(_warm_up, settings) for _ in range(workers)]
+        job = jobs.ingest(settings, room_dir)
+        for warm in warming:
+            warm.result()
+        keys = _run_tracks(pool, settings, job)
+    return jobs.finish(settings, job, [keys[i] for i in job.tracks])
+
+
+def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job) -> dict[int, str]:
     keys: dict[int, str] = {}
     notify(job.episode_id, "analysing and transcribing tracks", 0.0)
-    context = multiprocessing.get_context("spawn")  # never fork a process that may hold model threads
-    with ProcessPoolExecutor(max_workers=min(processes, len(job.tracks)), mp_context=context) as pool:
-        futures = {pool.submit(jobs.process_track, settings, job, index): index for index in job.tracks}
-        for future in as_completed(futures):
-            keys[futures[future]] = future.result()
-            notify(job.episode_id, "analysing and transcribing tracks", len(keys) / len(job.tracks))
-    return jobs.finish(settings, job, [keys[i] for i in job.tracks])
+    futures = {pool.submit(jobs.process_track, settings, job, index): index for index in job.tracks}
+    for future in as_completed(futures):
+        keys[futures[future]] = future.result()
+        notify(job.episode_id, "analysing and transcribing tracks", len(keys) / len(job.tracks))
+    return keys
+
+
+def _track_count(room_dir: Path) -> int:
+    """How many tracks the manifest lists (0 when it cannot be read: ingest reports that)."""
+    try:
+        tracks = json.loads((room_dir / MANIFEST_NAME).read_text(encoding="utf-8")).get("tracks")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return len(tracks) if isinstance(tracks, list) else 0
+
+
+def _warm_up(settings: Settings) -> None:
+    """Load in a pool worker what every track needs: the pipeline's modules, and the Whisper model."""
+    if settings.transcribe:
+        from workers.transcription import speech_model
+
+        speech_model(settings)

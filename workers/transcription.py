@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 DETECT_WINDOW_S = 300.0
 
 
-def _model(settings: Settings) -> SpeechModel:
+def speech_model(settings: Settings) -> SpeechModel:
+    """The Whisper model these settings name, loaded once per process."""
     ref = resolve_model(settings.model, cache_dir=settings.model_cache)
     return load_model(ref, _transcribe_settings(settings))
 
@@ -35,7 +36,7 @@ def detect_room_language(settings: Settings, room: Room) -> str:
     # Only the window is decoded and scanned: a 3-hour track costs no more than a 5-minute one here.
     window = decode_blocks(track.path, what=what, block_s=BLOCK_S, duration=DETECT_WINDOW_S)
     regions = speech_regions_in(window, VadSettings())
-    language = detect_language(track.path, regions, _model(settings))
+    language = detect_language(track.path, regions, speech_model(settings))
     log.info("room %s: detected language %s from %s", room.id, language, track.file)
     return language
 
@@ -44,6 +45,6 @@ def transcribe(settings: Settings, room: Room, track: Track, analysis: TrackAnal
                language: str | None) -> TrackTranscript:
     return transcribe_track(
         track.path, analysis.regions, track_index=track.index, speaker=track.speaker, offset=track.start,
-        model=_model(settings), language=language or room.language, settings=_transcribe_settings(settings),
+        model=speech_model(settings), language=language or room.language, settings=_transcribe_settings(settings),
         what=f"room {room.id!r}: {track.file}",
     )
