@@ -32,6 +32,7 @@ from pipeline.master import (
     Tags,
     encode,
     ffmetadata,
+    first_limiter,
     master_formats,
 )
 from pipeline.mix import MixPlan, MixSettings, mix_graph, plan_mix
@@ -47,7 +48,7 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
     what = f"room {room.id!r}"
     plan = plan or plan_mix(room, analyses, mix_settings)
     gain = settings.target - plan.predicted_lufs
-    states = {fmt: FormatState(fmt, gain + ENCODER_OFFSET_LU.get(fmt, 0.0), settings.limiter_db)
+    states = {fmt: FormatState(fmt, gain + ENCODER_OFFSET_LU.get(fmt, 0.0), first_limiter(fmt, settings))
               for fmt in master_formats(settings)}
     done: dict[str, tuple[EncodedFile, int]] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
