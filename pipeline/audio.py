@@ -18,23 +18,37 @@ ANALYSIS_RATE = 16_000
 def decode_blocks(path: Path, *, what: str, block_s: float = 600.0, start: float = 0.0,
                   duration: float | None = None) -> Iterator[np.ndarray]:
     """Yield ``path`` as 16 kHz mono float32 blocks of ``block_s`` seconds (the last one shorter)."""
+    for block in stream_pcm(path, what=what, block_s=block_s, start=start, duration=duration, rate=ANALYSIS_RATE):
+        yield block[:, 0]
+
+
+def stream_pcm(path: Path, *, what: str, block_s: float, rate: int, channels: int = 1, start: float = 0.0,
+               duration: float | None = None, resample: bool = True) -> Iterator[np.ndarray]:
+    """Yield ``path`` as float32 blocks of ``block_s`` seconds, shaped (samples, channels): resampled to ``rate``
+    and mixed down to ``channels``, or (``resample=False``) as the file has them, ``rate``/``channels`` being what
+    it holds."""
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error"]
     if start > 0:
         cmd += ["-ss", f"{start:.3f}"]
     cmd += ["-i", str(path)]
     if duration is not None:
         cmd += ["-t", f"{duration:.3f}"]
-    cmd += ["-map", "0:a:0", "-ac", "1", "-ar", str(ANALYSIS_RATE), "-f", "f32le", "-"]
+    cmd += ["-map", "0:a:0"]
+    if resample:
+        cmd += ["-ac", str(channels), "-ar", str(rate)]
+    cmd += ["-f", "f32le", "-"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
-    block_bytes = int(block_s * ANALYSIS_RATE) * 4
+    frame = 4 * channels
+    block_bytes = max(1, int(block_s * rate)) * frame
+    pending = b""
     try:
-        while True:
-            data = proc.stdout.read(block_bytes)
-            if not data:
-                break
-            usable = len(data) - len(data) % 4
-            yield np.frombuffer(data[:usable], dtype=np.float32)
+        while data := proc.stdout.read(block_bytes):
+            data = pending + data
+            usable = len(data) - len(data) % frame
+            pending = data[usable:]
+            if usable:
+                yield np.frombuffer(data[:usable], dtype=np.float32).reshape(-1, channels)
     finally:
         proc.stdout.close()
         stderr = proc.stderr.read().decode(errors="replace")

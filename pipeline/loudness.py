@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import math
 import re
-import shlex
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.audio import stream_pcm
 from pipeline.errors import MediaError
-from pipeline.ffmpeg import FFMPEG, probe_audio
+from pipeline.ffmpeg import probe_audio
 
 ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
@@ -152,31 +151,19 @@ def measure_file(path: Path, *, what: str) -> LoudnessReport:
     energies: list[np.ndarray] = []
     peak = 0.0
     tail = np.zeros((0, channels), dtype=np.float32)
-    args = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le", "-"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    chunk = step * channels * 4 * 100  # 10 s
-    pending = b""
-    try:
-        while data := proc.stdout.read(chunk):
-            data = pending + data
-            usable = len(data) - len(data) % (step * channels * 4)
-            pending = data[usable:]
-            if not usable:
-                continue
-            frames = np.frombuffer(data[:usable], dtype=np.float32).reshape(-1, channels)
-            energies.append(np.sum([step_energies(frames[:, c], step, weights) for c in range(channels)], axis=0))
-            peak = max(peak, _true_peak(frames, tail, step))
-            tail = frames[-_TAPS_PER_PHASE:]
-    finally:
-        proc.stdout.close()
-        stderr = proc.stderr.read().decode(errors="replace")
-        rc = proc.wait()
-    if rc != 0:
-        raise MediaError(f"{what}: could not decode the audio to measure it", shlex.join(args), stderr[-2000:])
-    if pending:
-        frames = np.frombuffer(pending[:len(pending) - len(pending) % (channels * 4)], dtype=np.float32)
-        peak = max(peak, float(np.max(np.abs(frames), initial=0.0)))
+    pending = np.zeros((0, channels), dtype=np.float32)
+    for block in stream_pcm(path, what=f"{what}: measuring", block_s=10.0, rate=rate, channels=channels,
+                            resample=False):
+        frames = np.concatenate([pending, block]) if pending.size else block
+        whole = frames.shape[0] // step * step
+        pending, frames = frames[whole:], frames[:whole]
+        if not whole:
+            continue
+        energies.append(np.sum([step_energies(frames[:, c], step, weights) for c in range(channels)], axis=0))
+        peak = max(peak, _true_peak(frames, tail, step))
+        tail = frames[-_TAPS_PER_PHASE:]
+    if pending.size:
+        peak = max(peak, float(np.max(np.abs(pending))))
     steps = np.concatenate(energies) if energies else np.zeros(0)
     blocks = np.convolve(steps, np.ones(4) / 4, mode="valid") if steps.size >= 4 else np.zeros(0)
     integrated = gated_loudness(blocks) if blocks.size else SILENCE_LUFS

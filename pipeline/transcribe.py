@@ -261,23 +261,14 @@ def _decode_chunk(path: Path, chunk: Sequence[SpeechRegion], gap_s: float, *,
                   what: str) -> tuple[np.ndarray, list[_Piece]]:
     first, last = chunk[0].start, chunk[-1].end
     span = decode(path, what=what, start=first, duration=last - first) if last - first <= _MAX_SPAN_S else None
-    gap = np.zeros(int(round(gap_s * ANALYSIS_RATE)), dtype=np.float32)
-    parts: list[np.ndarray] = []
-    pieces: list[_Piece] = []
-    at = 0
+    parts = []
     for region in chunk:
         if span is not None:
             lo = int(round((region.start - first) * ANALYSIS_RATE))
-            audio = span[lo:lo + int(round(region.duration * ANALYSIS_RATE))]
+            parts.append(span[lo:lo + int(round(region.duration * ANALYSIS_RATE))])
         else:
-            audio = decode(path, what=what, start=region.start, duration=region.duration)
-        if parts:
-            parts.append(gap)
-            at += gap.size
-        pieces.append(_Piece(at / ANALYSIS_RATE, (at + audio.size) / ANALYSIS_RATE, region.start))
-        parts.append(audio)
-        at += audio.size
-    return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)), pieces
+            parts.append(decode(path, what=what, start=region.start, duration=region.duration))
+    return _assemble(list(chunk), parts, np.zeros(int(round(gap_s * ANALYSIS_RATE)), dtype=np.float32))
 
 
 def _chunks(path: Path, chunks: list[list[SpeechRegion]], gap_s: float, *,
