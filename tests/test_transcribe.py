@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import jiwer
 import numpy as np
 import pytest
 
-from pipeline.audio import ANALYSIS_RATE
+from pipeline import transcribe
+from pipeline.audio import ANALYSIS_RATE, decode
 from pipeline.errors import TranscriptionError
 from pipeline.models import resolve_model
 from pipeline.transcribe import (
@@ -47,9 +49,21 @@ def _noise(seconds: float, level: float, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(0.0, level, int(seconds * ANALYSIS_RATE)).astype(np.float32)
 
 
+def _long_speech(voices: list[np.ndarray]) -> tuple[np.ndarray, list[float]]:
+    """Nine sentences with 0.3 s between them, after 1 s of silence: ~37 s of speech with no pause for the VAD to
+    end a region at; and where each sentence starts."""
+    track, places, at = [np.zeros(ANALYSIS_RATE, dtype=np.float32)], [], 1.0
+    for voice in voices * 3:
+        places.append(at)
+        track += [0.7 * voice, np.zeros(int(0.3 * ANALYSIS_RATE), dtype=np.float32)]
+        at += voice.size / ANALYSIS_RATE + 0.3
+    audio = np.concatenate(track)
+    return audio + _noise(audio.size / ANALYSIS_RATE, 0.003, seed=3), places
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Speech placed in low noise, a long mostly silent track, pure noise and a tone, as WAV files."""
+    """Speech placed in low noise, a long mostly silent track, pure noise, a tone and ~37 s of unbroken speech."""
     folder = tmp_path_factory.mktemp("transcribe")
     voices = [speak(text, folder / f"s{i}.wav") for i, text in enumerate(SENTENCES)]
     speech = _noise(30.0, 0.003)
@@ -58,12 +72,15 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     sparse = np.zeros(60 * ANALYSIS_RATE, dtype=np.float32)
     at = int(40.0 * ANALYSIS_RATE)
     sparse[at:at + voices[2].size] = 0.7 * voices[2]
+    long, long_places = _long_speech(voices)
     tone = 0.4 * np.sin(2 * np.pi * 440.0 * np.arange(20 * ANALYSIS_RATE) / ANALYSIS_RATE).astype(np.float32)
     return {
         "speech": write_wav(folder / "speech.wav", speech),
         "sparse": write_wav(folder / "sparse.wav", sparse),
         "noise": write_wav(folder / "noise.wav", _noise(20.0, 0.2, seed=2)),
         "tone": write_wav(folder / "tone.wav", tone),
+        "long": write_wav(folder / "long.wav", long),
+        "long_places": long_places,
         "durations": {i: v.size / ANALYSIS_RATE for i, v in enumerate(voices)},
     }
 
@@ -74,10 +91,15 @@ def model() -> SpeechModel:
 
 
 def _run(path: Path, model: SpeechModel, regions: tuple[SpeechRegion, ...] | None = None,
-         speaker: str = "u1") -> TrackTranscript:
+         speaker: str = "u1", settings: TranscribeSettings | None = None) -> TrackTranscript:
     regions = speech_regions(path, what=path.name) if regions is None else regions
     return transcribe_track(path, regions, track_index=0, speaker=speaker, offset=TRACK_OFFSET, model=model,
-                            language="en-US", what=path.name)
+                            language="en-US", settings=settings or TranscribeSettings(), what=path.name)
+
+
+def _wer(reference: str, result: TrackTranscript) -> float:
+    hypothesis = " ".join(w.text for s in result.segments for w in s.words)
+    return float(jiwer.wer(reference, hypothesis, reference_transform=NORMALISE, hypothesis_transform=NORMALISE))
 
 
 @pytest.mark.model
@@ -125,14 +147,125 @@ def test_noise_and_tones_give_an_empty_transcript(clip: str, clips: dict, model:
 
 @pytest.mark.model
 @pytest.mark.parametrize("clip", ["noise", "tone"])
-def test_guards_drop_what_whisper_invents_in_non_speech(clip: str, clips: dict, model: SpeechModel) -> None:
-    # Hand the model the whole clip as if the VAD had called it speech: the guards must still return nothing.
-    # Whisper's temperature fallback samples at random, so what it invents differs from run to run: try thrice.
+@pytest.mark.parametrize("regions", [(SpeechRegion(0.0, 8.0), SpeechRegion(9.0, 19.0)), (SpeechRegion(0.0, 19.5),)])
+def test_guards_drop_what_whisper_invents_in_non_speech(clip: str, regions: tuple[SpeechRegion, ...], clips: dict,
+                                                        model: SpeechModel) -> None:
+    # Hand the model the clip as if the VAD had called it speech: Whisper hears "you" in the noise and a sentence
+    # in the tone, and the guards must still return nothing.
     calls = model.calls
-    regions = (SpeechRegion(0.0, 8.0), SpeechRegion(9.0, 19.0))
-    for _ in range(3):
-        assert _run(clips[clip], model, regions=regions).segments == ()
-    assert model.calls == calls + 3
+    assert _run(clips[clip], model, regions=regions).segments == ()
+    assert model.calls == calls + 1  # the regions of one chunk: one call
+
+
+@pytest.mark.model
+def test_chunks_are_transcribed_in_batches(clips: dict, model: SpeechModel) -> None:
+    # Chunks of 5 s hold one sentence each: three chunks in batches of two make two calls, words still in place.
+    calls = model.calls
+    result = _run(clips["speech"], model, settings=TranscribeSettings(chunk_s=5.0, batch_size=2))
+    assert model.calls == calls + 2
+    assert _wer(" ".join(SENTENCES), result) <= 0.2
+    assert len(result.segments) == len(SENTENCES)
+    for segment, place in zip(result.segments, PLACES, strict=True):
+        assert abs(segment.start - (TRACK_OFFSET + place)) <= 0.5
+
+
+@pytest.mark.model
+def test_a_region_longer_than_a_chunk_is_transcribed_whole(clips: dict, model: SpeechModel) -> None:
+    # Whisper reads 30 s of a clip: a ~37 s region is cut where it is quiet, and every sentence is heard.
+    places = clips["long_places"]
+    region = SpeechRegion(0.5, places[-1] + clips["durations"][len(SENTENCES) - 1] + 0.2)
+    assert region.duration > 35.0
+    result = _run(clips["long"], model, regions=(region,))
+    assert _wer(" ".join(SENTENCES * 3), result) <= 0.1
+    words = [w for s in result.segments for w in s.words]
+    for i, place in enumerate(places):
+        start = TRACK_OFFSET + place
+        end = start + clips["durations"][i % len(SENTENCES)]
+        near = [w for w in words if start - 0.5 <= w.start and w.end <= end + 0.5]
+        assert len(near) >= 6 and abs(near[0].start - start) <= 0.5 and abs(near[-1].end - end) <= 0.5
+
+
+@pytest.mark.model
+def test_a_failing_model_names_the_file_and_the_span(clips: dict, model: SpeechModel,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_args: Any) -> None:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model, "_transcribe_batch", fail)
+    with pytest.raises(TranscriptionError, match=r"tracks/u1.wav: Whisper failed on 3.0-19.0 s: out of memory"):
+        transcribe_track(clips["speech"], (SpeechRegion(3.0, 7.0), SpeechRegion(11.0, 19.0)), track_index=0,
+                         speaker="u1", offset=0.0, model=model, language="en", what="tracks/u1.wav")
+
+
+def test_words_stretched_over_the_packing_silence_keep_their_region() -> None:
+    # Word times (chunk seconds) as Whisper gave them on packed chunks: region a, 0.5 s of silence, region b.
+    a, b = transcribe._Piece(0.0, 6.13, 100.0), transcribe._Piece(6.63, 12.0, 200.0)
+    actually = transcribe._ChunkWord(" actually", 5.0, 5.5, 0.9, a)
+    serve = transcribe._ChunkWord(" serve.", 5.0, 5.5, 0.9, a)
+
+    def region(start: float, end: float, text: str, previous: transcribe._ChunkWord | None) -> transcribe._Piece:
+        return transcribe._piece_of(start, end, text, previous, [a, b])
+
+    assert region(5.50, 6.52, " use.", actually) == a  # a's last word ends 0.4 s into the silence
+    assert region(5.50, 6.52, " use", actually) == a  # in mid-sentence too
+    assert region(5.50, 6.52, " Right.", None) == a  # a one-word region
+    assert region(5.97, 7.11, " that", actually) == b  # b's first word starts early, mostly in b
+    assert region(6.20, 6.50, " so", actually) == b  # wholly in the silence
+    assert region(5.72, 6.48, " I", None) == b  # a is quiet bleed: b's first word lies over its end
+    assert region(5.72, 6.48, " Great", serve) == b  # after a's last sentence
+    assert region(8.0, 8.4, " budget", None) == b
+    word = transcribe._ChunkWord(" use.", 5.50, 6.52, 0.9, a)
+    assert transcribe._to_words([word], 10.0, "u1") == [Word(115.5, 116.13, "use.", "u1", 0.9)]
+
+
+def test_packed_chunks_hold_the_track_audio_exactly(tmp_path: Path) -> None:
+    """Regions packed from one streamed decode, a long one cut in parts: every piece is the track's own audio."""
+    track = write_wav(tmp_path / "t.wav", _noise(200.0, 0.1, seed=4))
+    decoded = decode(track, what="t")
+    regions = (SpeechRegion(1.0, 4.5), SpeechRegion(5.0, 12.25), SpeechRegion(30.0, 100.0), SpeechRegion(119.9, 121.3),
+               SpeechRegion(150.0, 170.0), SpeechRegion(199.0, 205.0))  # the last one runs past the track's end
+    settings = TranscribeSettings()
+    chunks = list(transcribe._chunks(track, regions, settings, what="t"))
+    covered = 0
+    for audio, pieces in chunks:
+        assert audio.size <= settings.chunk_s * ANALYSIS_RATE
+        for piece in pieces:
+            lo, hi = round(piece.chunk_start * ANALYSIS_RATE), round(piece.chunk_end * ANALYSIS_RATE)
+            at = round(piece.track_start * ANALYSIS_RATE)
+            np.testing.assert_array_equal(audio[lo:hi], decoded[at:at + hi - lo])
+            covered += hi - lo
+    assert covered == sum(round(r.end * ANALYSIS_RATE) - round(r.start * ANALYSIS_RATE) for r in regions[:-1]) \
+        + decoded.size - 199 * ANALYSIS_RATE
+    assert sum(len(pieces) for _, pieces in chunks) == len(regions) + 2  # the 70 s region comes in three parts
+
+
+def test_a_long_region_is_cut_where_it_is_quiet() -> None:
+    loud = np.ones(40 * ANALYSIS_RATE, dtype=np.float32)
+    loud[int(18.5 * ANALYSIS_RATE):int(18.6 * ANALYSIS_RATE)] = 0.0  # a breath near the even cut at 20 s
+    blocks = (loud[i:i + 7 * ANALYSIS_RATE] for i in range(0, loud.size, 7 * ANALYSIS_RATE))
+    region = SpeechRegion(0.0, 40.0)
+    parts = list(transcribe._parts(transcribe._slices(blocks, [region]), [region], 29.5))
+    assert [start for start, _ in parts] == [0.0, 18.55]
+    assert sum(audio.size for _, audio in parts) == loud.size
+
+
+def test_streaming_a_long_track_holds_little_audio() -> None:
+    """Three hours of 60 s blocks, a 4 s region every 10 s and one of 10 minutes: a few blocks' worth of audio is
+    held at once (the block being read, the long region's audio since its last cut, the chunk being packed), where
+    the decoded track would take 690 MB."""
+    block = np.full(60 * ANALYSIS_RATE, 0.1, dtype=np.float32)
+    regions = [SpeechRegion(t + 1.0, t + 5.0) for t in range(0, 3 * 3600, 10) if not 3000 <= t < 3600]
+    regions.insert(300, SpeechRegion(3000.0, 3600.0))
+    tracemalloc.start()
+    try:
+        chunks = transcribe._packed(transcribe._parts(transcribe._slices((block.copy() for _ in range(180)), regions),
+                                                      regions, 29.5), TranscribeSettings())
+        count = sum(1 for _ in chunks)
+        _size, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count > 180  # 170 chunks of six short regions, 25 parts of the long one
+    assert peak < 6 * block.nbytes, peak
 
 
 @pytest.mark.model
