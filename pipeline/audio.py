@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import MediaError
-from pipeline.ffmpeg import FFMPEG
+from pipeline.ffmpeg import FFMPEG, widen_pipe
 
 ANALYSIS_RATE = 16_000
 
@@ -39,6 +39,7 @@ def stream_pcm(path: Path, *, what: str, block_s: float, rate: int, channels: in
     cmd += ["-f", "f32le", "-"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
+    widen_pipe(proc.stdout)  # ffmpeg decodes the next stretch while this one is worked on
     frame = 4 * channels
     block_bytes = max(1, int(block_s * rate)) * frame
     pending = b""

@@ -93,7 +93,7 @@ def tee_ffmpeg(source: Sequence[str], sinks: Sequence[Sequence[str]], *, what: s
             proc.kill()
         raise MediaError(f"{what}: ffmpeg is not installed (apt-get install ffmpeg)") from exc
     for pipe in [procs[0].stdout, *(p.stdin for p in procs[1:])]:
-        _widen(pipe)
+        widen_pipe(pipe)
     tails = [collections.deque[str](maxlen=400) for _ in procs]
     readers = [threading.Thread(target=_drain_bytes, args=(p.stderr, tail), daemon=True)
                for p, tail in zip(procs, tails, strict=True)]
@@ -125,7 +125,7 @@ def tee_ffmpeg(source: Sequence[str], sinks: Sequence[Sequence[str]], *, what: s
     return stderrs[0], stderrs[1:]
 
 
-def _widen(pipe: object) -> None:
+def widen_pipe(pipe: object) -> None:
     """A 1 MiB pipe instead of 64 KiB: the mixer and the encoders then run free of each other's pace."""
     try:
         fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)  # type: ignore[attr-defined]
@@ -178,8 +178,36 @@ class AudioInfo:
     format_name: str
 
 
+_PROBED: collections.OrderedDict[tuple[str, int, int, int], AudioInfo] = collections.OrderedDict()
+_PROBED_LOCK = threading.Lock()
+PROBE_CACHE_SIZE = 256
+
+
 def probe_audio(path: Path, *, what: str, timeout: float = 60.0) -> AudioInfo:
-    """Probe ``path`` with ffprobe; raise :class:`MediaError` unless it holds a decodable audio stream."""
+    """Probe ``path`` with ffprobe; raise :class:`MediaError` unless it holds a decodable audio stream.
+
+    A file probed before in this process, unchanged since (same size, modification time and inode), is not
+    probed again: a room's stages each load the manifest, and a worker handles many tracks of one room."""
+    try:
+        st = path.stat()
+        key: tuple[str, int, int, int] | None = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    except OSError:
+        key = None  # ffprobe reports what is wrong with it
+    if key is not None:
+        with _PROBED_LOCK:
+            if (known := _PROBED.get(key)) is not None:
+                _PROBED.move_to_end(key)
+                return known
+    info = _probe_audio(path, what=what, timeout=timeout)
+    if key is not None:
+        with _PROBED_LOCK:
+            _PROBED[key] = info
+            while len(_PROBED) > PROBE_CACHE_SIZE:
+                _PROBED.popitem(last=False)
+    return info
+
+
+def _probe_audio(path: Path, *, what: str, timeout: float) -> AudioInfo:
     cmd = [
         FFPROBE, "-hide_banner", "-v", "error", "-print_format", "json",
         "-show_format", "-show_streams", "-select_streams", "a:0", str(path),

@@ -210,7 +210,9 @@ def mix_graph(room: Room, plan: MixPlan, analyses: Sequence[TrackAnalysis], sett
     summed = "".join(f"[m{n}]" for n in range(count))
     graph.append(
         f"{summed}amix=inputs={count}:normalize=0:duration=longest:dropout_transition=0,"
-        f"atrim=start={plan.trim_start:.4f}:end={plan.trim_end:.4f},asetpts=PTS-STARTPTS[{out_label}]"
+        f"atrim=start={plan.trim_start:.4f}:end={plan.trim_end:.4f},asetpts=PTS-STARTPTS,"
+        # one-second frames: a pipe to the encoders carries a few large writes, not thousands of small ones
+        f"asetnsamples=n={rate}:p=0[{out_label}]"
     )
     return inputs, ";".join(graph)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,15 @@ def test_several_problems_are_reported_at_once(room: Path) -> None:
 def test_declared_end_must_follow_start(room: Path, end: object) -> None:
     edit(room, lambda data: data["tracks"][1].update(end=end))
     assert_problem(room, "room.json", "tracks[1]", "end", "after start")
+
+
+def test_a_track_replaced_after_validation_is_probed_again(room: Path, tmp_path: Path) -> None:
+    # probes are remembered per file for the stages of a run; a changed file must not get the old answer
+    track = room / "tracks" / "zoe.flac"
+    before = next(t for t in load_room(room).tracks if t.file == "tracks/zoe.flac").info.duration
+    cut = tmp_path / "cut.flac"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(track), "-t", "3", str(cut)], check=True)
+    os.replace(cut, track)
+    after = next(t for t in load_room(room).tracks if t.file == "tracks/zoe.flac").info.duration
+    assert before > 10
+    assert after == pytest.approx(3.0, abs=0.05)
