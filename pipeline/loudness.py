@@ -69,10 +69,17 @@ def _k_weights(rate: int, size: int) -> np.ndarray:
     return weights / (size * size)
 
 
+STEPS_PER_FFT = 300  # 30 s of steps transformed at once
+
+
 def step_energies(samples: np.ndarray, step: int, weights: np.ndarray) -> np.ndarray:
     """Mean square of the K-weighted signal in each ``step``-sample stretch of ``samples`` (a multiple of step)."""
-    spectrum = np.fft.rfft(samples.reshape(-1, step), axis=1)
-    return (spectrum.real ** 2 + spectrum.imag ** 2) @ weights
+    rows = samples.reshape(-1, step)
+    out = np.empty(rows.shape[0])
+    for first in range(0, rows.shape[0], STEPS_PER_FFT):  # the spectra of a long block would need ~25x its size
+        spectrum = np.fft.rfft(rows[first:first + STEPS_PER_FFT], axis=1)
+        out[first:first + STEPS_PER_FFT] = (spectrum.real ** 2 + spectrum.imag ** 2) @ weights
+    return out
 
 
 class SpeechMeter:

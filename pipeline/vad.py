@@ -14,7 +14,7 @@ from pipeline.audio import ANALYSIS_RATE, decode_blocks
 log = logging.getLogger(__name__)
 
 # A block boundary may cut a phrase; the overlap lets the VAD see it whole in the next block.
-BLOCK_S = 600.0
+BLOCK_S = 300.0
 OVERLAP_S = 30.0
 
 # Most of a speaker's track is other people talking: near-silence. 32 ms frames that are both QUIET_BELOW_DB under
