@@ -146,10 +146,10 @@ def measure_file(path: Path, *, what: str) -> LoudnessReport:
 
     Loudness is BS.1770-4 (K-weighting per 100 ms step as in :class:`SpeechMeter`, 400 ms blocks, absolute and
     relative gates); the range is EBU Tech 3342 (3 s short-term loudness, gated, 10th to 95th percentile). True
-    peak is the peak of the signal oversampled four times (a 49-tap Kaiser-windowed sinc), computed where a
-    100 ms stretch's sample peak reaches TRUE_PEAK_FROM_DBFS: elsewhere no interpolated peak can come near a
-    ceiling, and the sample peak is reported. Agrees with ffmpeg's ebur128 within 0.1 LU and 0.1 dB, at under
-    half its cost (it resamples everything to 192 kHz).
+    peak is the peak of the signal oversampled four times (a 49-tap Kaiser-windowed sinc), computed around the
+    samples loud enough for an interpolated point to beat the peak found so far and TRUE_PEAK_FROM_DBFS: a file
+    that never comes near that floor reports its sample peak. Agrees with ffmpeg's ebur128 within 0.1 LU and
+    0.1 dB, at under half its cost (it resamples everything to 192 kHz).
     """
     info = probe_audio(path, what=what)
     rate, channels = info.sample_rate, max(1, info.channels)
@@ -167,7 +167,7 @@ def measure_file(path: Path, *, what: str) -> LoudnessReport:
         if not whole:
             continue
         energies.append(np.sum([step_energies(frames[:, c], step, weights) for c in range(channels)], axis=0))
-        peak = max(peak, _true_peak(frames, tail, step))
+        peak = max(peak, _true_peak(frames, tail, peak))
         tail = frames[-_TAPS_PER_PHASE:]
     if pending.size:
         peak = max(peak, float(np.max(np.abs(pending))))
@@ -195,20 +195,24 @@ def _interpolator() -> np.ndarray:
 _PHASES = _interpolator()
 
 
-def _true_peak(frames: np.ndarray, before: np.ndarray, step: int) -> float:
+# An interpolated point is a weighted sum of 12 samples: it is at most this many times the largest of them.
+_GAIN_BOUND = float(np.max(np.sum(np.abs(_PHASES), axis=0)))
+
+
+def _true_peak(frames: np.ndarray, before: np.ndarray, known: float) -> float:
     """The peak of ``frames`` (samples x channels) oversampled 4x where it matters; ``before``: the samples that
-    precede them (filter history)."""
+    precede them (filter history); ``known``: the peak found so far. Only the points whose samples could reach
+    above the known peak (and above TRUE_PEAK_FROM_DBFS) are computed: speech has few such samples."""
     peak = float(np.max(np.abs(frames), initial=0.0))
-    loud = np.max(np.abs(frames[:frames.shape[0] // step * step]).reshape(-1, step, frames.shape[1]), axis=(1, 2))
-    hot = np.flatnonzero(loud >= 10 ** (TRUE_PEAK_FROM_DBFS / 20))
-    if hot.size == 0:
-        return peak
+    bar = max(known, peak, 10 ** (TRUE_PEAK_FROM_DBFS / 20)) / _GAIN_BOUND
     history = np.concatenate([before, frames]) if before.size else frames
-    offset = history.shape[0] - frames.shape[0]
-    rows = (hot[:, None] * step + np.arange(step)[None, :]).ravel() + offset  # sample indices in history
-    if offset and np.max(np.abs(before)) >= 10 ** (TRUE_PEAK_FROM_DBFS / 20):
-        rows = np.concatenate([np.arange(max(0, offset - _AFTER), offset), rows])  # the last chunk's end
-    rows = rows[(rows >= _BEFORE) & (rows + _AFTER < history.shape[0])]
+    loud = np.flatnonzero(np.max(np.abs(history), axis=1) >= bar)
+    if loud.size == 0:
+        return peak
+    # the points between samples m and m + 1 read m-5 .. m+6, so a loud sample c counts for m = c-6 .. c+5
+    rows = np.unique((loud[:, None] + np.arange(-_AFTER, _BEFORE + 1)[None, :]).ravel())
+    first = max(_BEFORE, history.shape[0] - frames.shape[0] - _AFTER)  # the last chunk's end is done here
+    rows = rows[(rows >= first) & (rows + _AFTER < history.shape[0])]
     for channel in range(history.shape[1]):
         windows = np.lib.stride_tricks.sliding_window_view(history[:, channel], _TAPS_PER_PHASE)
         between = windows[rows - _BEFORE] @ _PHASES  # the three points after each sample
