@@ -22,8 +22,10 @@ the last is cut, and the shift is recorded in the plan).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.analysis import TrackAnalysis
-from pipeline.ffmpeg import ProgressCallback, run_ffmpeg
+from pipeline.ffmpeg import FFMPEG, ProgressCallback, run_ffmpeg
 from pipeline.loudness import SILENCE_LUFS, STEP_S, gated_loudness, parse_integrated
 from pipeline.manifest import Room
 
@@ -40,9 +42,24 @@ log = logging.getLogger(__name__)
 
 ENVELOPE_RATE = 200  # Hz: fine enough for 30 ms ramps, small enough for a 3-hour track (8.6 MB)
 MAX_TRACK_GAIN_DB = 30.0
-# The envelope is brought to the mixing rate with a short resampling filter (8 taps): 35 % cheaper than the
-# default, the same mean gain; shorter filters lose gain (2 taps: -3 dB).
-ENVELOPE_RESAMPLE = "filter_size=8:linear_interp=1"
+# The envelope is brought to the mixing rate by libsoxr at 16-bit precision: within 0.01 of a straight line
+# between its points, the same mean gain, and about 30 % cheaper than ffmpeg's own resampler with a short (8-tap)
+# filter, the fallback where ffmpeg lacks libsoxr (shorter filters lose gain: 2 taps, -3 dB).
+ENVELOPE_RESAMPLE = "resampler=soxr:precision=16"
+ENVELOPE_RESAMPLE_FALLBACK = "filter_size=8:linear_interp=1"
+
+
+@functools.cache
+def envelope_resampler() -> str:
+    """The aresample options for envelopes that this ffmpeg supports (asked once per process)."""
+    probe = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+             f"anullsrc=r={ENVELOPE_RATE}:cl=mono", "-t", "0.1", "-af", f"aresample=44100:{ENVELOPE_RESAMPLE}",
+             "-f", "null", "-"]
+    try:
+        works = subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        works = False
+    return ENVELOPE_RESAMPLE if works else ENVELOPE_RESAMPLE_FALLBACK
 
 
 @dataclass(frozen=True)
@@ -195,6 +212,7 @@ def mix_graph(room: Room, plan: MixPlan, analyses: Sequence[TrackAnalysis], sett
     for track_plan in plan.tracks:
         inputs += ["-i", str(tracks[track_plan.track_index].path)]
     graph: list[str] = []
+    resampler = envelope_resampler()
     for n, track_plan in enumerate(plan.tracks):
         env_path = folder / f"env{n}.f32"
         envelope(by_index[track_plan.track_index], settings).tofile(env_path)
@@ -203,7 +221,7 @@ def mix_graph(room: Room, plan: MixPlan, analyses: Sequence[TrackAnalysis], sett
         delay = int(round(track_plan.delay_s * rate))
         graph.append(
             f"[{n}:a:0]asetpts=PTS-STARTPTS,aresample={rate},aformat=sample_fmts=flt:channel_layouts=mono[t{n}];"
-            f"[{env_input}:a]aresample={rate}:{ENVELOPE_RESAMPLE},aformat=sample_fmts=flt:channel_layouts=mono[e{n}];"
+            f"[{env_input}:a]aresample={rate}:{resampler},aformat=sample_fmts=flt:channel_layouts=mono[e{n}];"
             f"[t{n}][e{n}]amultiply,adelay=delays={delay}S:all=1[m{n}]"
         )
     count = len(plan.tracks)

@@ -18,7 +18,15 @@ from pipeline.chapters import Chapter
 from pipeline.loudness import measure_file
 from pipeline.manifest import load_room
 from pipeline.master import MasterSettings, Tags, master
-from pipeline.mix import MixSettings, leveller, mix, plan_mix
+from pipeline.mix import (
+    ENVELOPE_RATE,
+    ENVELOPE_RESAMPLE,
+    ENVELOPE_RESAMPLE_FALLBACK,
+    MixSettings,
+    leveller,
+    mix,
+    plan_mix,
+)
 from pipeline.replay import render_replay
 
 RATE = 44_100
@@ -284,3 +292,24 @@ def test_a_peak_between_samples_is_found_where_the_meter_cuts_its_blocks(tmp_pat
     report = measure_file(path, what="test")
     assert float(np.max(np.abs(audio))) < 0.75
     assert abs(report.true_peak_dbtp - 20 * np.log10(0.9)) <= 0.1, report
+
+
+@pytest.mark.parametrize("options", [ENVELOPE_RESAMPLE, ENVELOPE_RESAMPLE_FALLBACK])
+def test_an_envelope_reaches_the_mixing_rate_unchanged(options: str, tmp_path: Path) -> None:
+    """Gate ramps and gain steps at ENVELOPE_RATE, brought to 44.1 kHz by ffmpeg as the mix does: the curve stays
+    within 0.02 of straight lines between its points, and its mean gain (what the loudness prediction uses) holds."""
+    rng = np.random.default_rng(5)
+    levels = np.repeat(rng.choice([0.01, 0.3, 0.8], size=120), ENVELOPE_RATE // 2)
+    ramp = np.ones(6) / 6  # 30 ms ramps, as the gate makes
+    env = np.convolve(levels, ramp, mode="same").astype(np.float32)
+    path = tmp_path / "env.f32"
+    env.tofile(path)
+    up = subprocess.run(["ffmpeg", "-v", "error", "-f", "f32le", "-ar", str(ENVELOPE_RATE), "-ac", "1", "-i", str(path),
+                         "-af", f"aresample=44100:{options},aformat=sample_fmts=flt", "-f", "f32le", "-"],
+                        capture_output=True, check=True).stdout
+    got = np.frombuffer(up, dtype=np.float32)
+    want = np.interp(np.arange(got.size) / 44_100, np.arange(env.size) / ENVELOPE_RATE, env)
+    inner = slice(44_100, got.size - 44_100)
+    assert abs(got.size - env.size * 44_100 / ENVELOPE_RATE) <= 44_100 / ENVELOPE_RATE
+    assert float(np.max(np.abs(got[inner] - want[inner]))) <= 0.02
+    assert abs(10 * np.log10(np.mean(got[inner] ** 2) / np.mean(want[inner] ** 2))) <= 0.01
