@@ -292,6 +292,17 @@ class Catalog:
             row.assets = [Asset(name=a.name, key=a.key, size=a.size, content_type=a.content_type, md5=a.md5)
                           for a in assets]
 
+    def mark_listed(self, episode_id: str, duration_s: float, published_at: datetime | None = None) -> None:
+        """Let the show's feeds list the episode (its objects are stored); the first ``published_at`` is kept.
+        Its status becomes ``published`` only with :meth:`mark_published`, once the feeds are rebuilt, so a
+        published episode is always in its feed."""
+        with self.session() as s:
+            row = self._episode_row(s, episode_id)
+            row.stage = "updating feeds"
+            row.duration_s, row.unpublished = duration_s, False
+            if row.published_at is None:
+                row.published_at = _utc(published_at) or now()
+
     def mark_published(self, episode_id: str, duration_s: float, published_at: datetime | None = None) -> None:
         """Mark the episode published and its run done; the first ``published_at`` is kept on re-publishing."""
         with self.session() as s:

@@ -15,6 +15,7 @@ import pytest
 from lxml import etree
 
 from pipeline.errors import StorageError
+from storage.catalog import Catalog
 from storage.objects import ObjectInfo
 from storage.s3 import S3Store
 from tests.roomgen import manifest, write_manifest
@@ -225,3 +226,23 @@ def test_episode_links_are_presigned_and_download(short_room: Path, bucket: str,
         url = links[asset.name].strip()
         assert "Expires=600" in url or "X-Amz-Expires=600" in url
         assert fetch(url) == store.get_bytes(asset.key)
+
+
+def test_an_episode_is_published_only_once_its_feed_lists_it(short_room: Path, bucket: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever sees the status ``published`` (``roomcast status``, a batch job waiting on rooms) finds the episode
+    in the feed already: the real catalog is watched as the status is set, and the feed read from the server."""
+    settings = settings_for(tmp_path, f"s3://{bucket}/podcasts")
+    seen: list[list[str]] = []
+    original = Catalog.mark_published
+
+    def watched(self: Catalog, episode_id: str, duration_s: float, published_at: Any = None) -> None:
+        store = Context.of(settings).store
+        feed = feedparser.parse(fetch(store.url("shows/founders-hour/feed.xml")))
+        seen.append([e.id for e in feed.entries if episode_id in e.enclosures[0].href])
+        original(self, episode_id, duration_s, published_at)
+
+    monkeypatch.setattr(Catalog, "mark_published", watched)
+    process_room(settings, variant(short_room, tmp_path, id="ep-ordered"), processes=2)
+    assert len(seen) == 1 and len(seen[0]) == 1, seen
+    assert Context.of(settings).catalog.get_episode("ep-ordered").status == "published"  # type: ignore[union-attr]

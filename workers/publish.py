@@ -58,9 +58,10 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
         assets.append(AssetRecord(name=name, key=info.key, size=info.size, content_type=info.content_type,
                                   md5=info.md5))
     catalog.record_assets(room.id, assets)
-    catalog.mark_published(room.id, rendered.duration_s)
+    catalog.mark_listed(room.id, rendered.duration_s)
     _remove_other_copies(store, catalog, show, room, prefix)
     rebuild_feeds(settings, store, catalog, show.id)
+    catalog.mark_published(room.id, rendered.duration_s)  # only now: whoever sees "published" finds it in the feed
     episode = catalog.get_episode(room.id)
     assert episode is not None
     return episode
