@@ -299,18 +299,14 @@ class Catalog:
         with self.session() as s:
             row = self._episode_row(s, episode_id)
             row.stage = "updating feeds"
-            row.duration_s, row.unpublished = duration_s, False
-            if row.published_at is None:
-                row.published_at = _utc(published_at) or now()
+            _list(row, duration_s, published_at)
 
     def mark_published(self, episode_id: str, duration_s: float, published_at: datetime | None = None) -> None:
         """Mark the episode published and its run done; the first ``published_at`` is kept on re-publishing."""
         with self.session() as s:
             row = self._episode_row(s, episode_id)
             row.status, row.stage, row.progress, row.error = "published", "published", 1.0, ""
-            row.duration_s, row.unpublished = duration_s, False
-            if row.published_at is None:
-                row.published_at = _utc(published_at) or now()
+            _list(row, duration_s, published_at)
             self._close_jobs(s, episode_id, "done", "")
 
     def mark_unpublished(self, episode_id: str) -> None:
@@ -449,6 +445,13 @@ def _job(row: Job) -> JobRecord:
     return JobRecord(id=row.id, episode_id=row.episode_id, input_hash=row.input_hash, status=row.status,
                      stage=row.stage, progress=row.progress, error=row.error, started_at=_utc(row.started_at),
                      finished_at=_utc(row.finished_at))
+
+
+def _list(row: Episode, duration_s: float, published_at: datetime | None) -> None:
+    """Make an episode row eligible for its show's feeds; its first publication time is kept."""
+    row.duration_s, row.unpublished = duration_s, False
+    if row.published_at is None:
+        row.published_at = _utc(published_at) or now()
 
 
 def _episode(row: Episode) -> EpisodeRecord:
