@@ -11,9 +11,10 @@ import math
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import MediaError
 
@@ -72,33 +73,32 @@ def run_ffmpeg(
     return stderr
 
 
-def tee_ffmpeg(source: Sequence[str], sinks: Sequence[Sequence[str]], *, what: str, sink_whats: Sequence[str],
-               bytes_per_second: float, timeout: float = DEFAULT_TIMEOUT_S,
-               progress: ProgressCallback | None = None) -> tuple[str, list[str]]:
-    """Run one ffmpeg (``source``, writing raw audio to ``pipe:1``) feeding the stdin (``pipe:0``) of several
-    others (``sinks``), all at once: one decode and mix, every encoder on its own core. Returns every stderr;
-    raises :class:`MediaError` naming the first process that failed."""
-    base = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-nostats"]
-    commands = [[*base, *source], *[[FFMPEG, "-hide_banner", "-y", "-nostats", *sink] for sink in sinks]]
-    for cmd in commands:
-        log.debug("running %s", shlex.join(cmd))
+def feed_ffmpeg(blocks: Iterable[Any], sinks: Sequence[Sequence[str]], *, sink_whats: Sequence[str],
+                bytes_per_second: float, timeout: float = DEFAULT_TIMEOUT_S,
+                progress: ProgressCallback | None = None) -> list[str]:
+    """Write ``blocks`` (raw audio: anything with the buffer protocol, such as numpy arrays) to the stdin
+    (``pipe:0``) of several ffmpeg processes (``sinks``) running at once, every encoder on its own core. Returns
+    their stderrs; raises :class:`MediaError` naming the first that failed (or what ``blocks`` raised, every sink
+    being stopped first)."""
+    commands = [[FFMPEG, "-hide_banner", "-y", "-nostats", *sink] for sink in sinks]
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(subprocess.Popen(commands[0], stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        for cmd in commands[1:]:
+        for cmd in commands:
+            log.debug("running %s", shlex.join(cmd))
             procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE))
     except FileNotFoundError as exc:
         for proc in procs:
             proc.kill()
-        raise MediaError(f"{what}: ffmpeg is not installed (apt-get install ffmpeg)") from exc
-    for pipe in [procs[0].stdout, *(p.stdin for p in procs[1:])]:
-        widen_pipe(pipe)
+        raise MediaError(f"{sink_whats[0]}: ffmpeg is not installed (apt-get install ffmpeg)") from exc
+    for proc in procs:
+        widen_pipe(proc.stdin)
     tails = [collections.deque[str](maxlen=400) for _ in procs]
     readers = [threading.Thread(target=_drain_bytes, args=(p.stderr, tail), daemon=True)
                for p, tail in zip(procs, tails, strict=True)]
     for reader in readers:
         reader.start()
+
     def kill_all() -> None:
         for proc in procs:
             proc.kill()
@@ -106,10 +106,13 @@ def tee_ffmpeg(source: Sequence[str], sinks: Sequence[Sequence[str]], *, what: s
     timer = threading.Timer(timeout, kill_all)
     timer.start()
     try:
-        _pump(procs[0], procs[1:], bytes_per_second, progress)
+        _pump(blocks, procs, bytes_per_second, progress)
         codes = [p.wait() for p in procs]
     finally:
         timer.cancel()
+        close = getattr(blocks, "close", None)
+        if close is not None:  # a generator stopped early lets go of what it holds (its decoders)
+            close()
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
@@ -117,12 +120,12 @@ def tee_ffmpeg(source: Sequence[str], sinks: Sequence[Sequence[str]], *, what: s
         for reader in readers:
             reader.join(timeout=5)
     stderrs = ["".join(tail) for tail in tails]
-    for cmd, rc, stderr, name in zip(commands, codes, stderrs, [what, *sink_whats], strict=True):
+    for cmd, rc, stderr, name in zip(commands, codes, stderrs, sink_whats, strict=True):
         if rc != 0:
             reason = f"timed out after {timeout:.0f} s" if rc == -9 else f"exited with {rc}"
             tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
             raise MediaError(f"{name}: ffmpeg {reason}", shlex.join(cmd), tail)
-    return stderrs[0], stderrs[1:]
+    return stderrs
 
 
 def widen_pipe(pipe: object) -> None:
@@ -133,18 +136,19 @@ def widen_pipe(pipe: object) -> None:
         pass
 
 
-def _pump(source: subprocess.Popen[bytes], sinks: Sequence[subprocess.Popen[bytes]], bytes_per_second: float,
+def _pump(blocks: Iterable[Any], sinks: Sequence[subprocess.Popen[bytes]], bytes_per_second: float,
           progress: ProgressCallback | None) -> None:
-    assert source.stdout is not None
     alive = [s for s in sinks if s.stdin is not None]
     done, reported = 0, 0.0
-    while chunk := source.stdout.read(1 << 19):
+    for block in blocks:
         for sink in list(alive):
             try:
-                sink.stdin.write(chunk)  # type: ignore[union-attr]
-            except BrokenPipeError:  # that encoder died: its exit code says why
+                sink.stdin.write(block)  # type: ignore[union-attr]
+            except BrokenPipeError:  # that encoder died (or timed out): its exit code says why
                 alive.remove(sink)
-        done += len(chunk)
+        if not alive:
+            break
+        done += memoryview(block).nbytes
         if progress and done / bytes_per_second - reported >= 1.0:
             reported = done / bytes_per_second
             progress(reported)

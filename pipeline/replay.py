@@ -1,9 +1,9 @@
 """From tracks to a mastered, encoded replay in one pass.
 
-One ffmpeg process decodes every track once, applies each track's envelope (gate, levelling; :mod:`pipeline.mix`),
-sums, trims and streams the mix out as raw float samples; each format's encoder (:func:`pipeline.master.encode`:
-gain, true-peak limiter, tags, chapters, cover) reads that stream in its own process, so decoding, mixing and
-every encoder run side by side and nothing is written but the replay files. The mastering gain comes from the
+Every track is decoded once, by its own ffmpeg process, and mixed here with its envelope (gate, levelling;
+:func:`pipeline.mix.mixed_blocks`); each format's encoder (:func:`pipeline.master.encode`: gain, true-peak
+limiter, tags, chapters, cover) reads the mix from its stdin in its own process, so decoders, mixing and every
+encoder run side by side and nothing is written but the replay files. The mastering gain comes from the
 loudness the plan predicts. Every encoded file is then measured (loudness and true peak, encoder overshoot
 included): a format that misses is rendered again, alone, with its gain corrected and its limiter lowered.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.analysis import TrackAnalysis
 from pipeline.chapters import Chapter
-from pipeline.ffmpeg import ProgressCallback, tee_ffmpeg
+from pipeline.ffmpeg import ProgressCallback, feed_ffmpeg
 from pipeline.loudness import LoudnessReport, measure_file
 from pipeline.manifest import Room
 from pipeline.master import (
@@ -35,7 +35,7 @@ from pipeline.master import (
     first_limiter,
     master_formats,
 )
-from pipeline.mix import MixPlan, MixSettings, mix_graph, plan_mix
+from pipeline.mix import MixPlan, MixSettings, mixed_blocks, plan_mix
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,11 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
         tmp = Path(folder)
         meta = tmp / "chapters.ffmeta"
         meta.write_text(ffmetadata(tags, chapters), encoding="utf-8")
-        inputs, graph = mix_graph(room, plan, analyses, mix_settings, tmp)
-        source = ["-v", "error", *inputs, "-filter_complex", graph, "-map", "[mix]", "-c:a", "pcm_f32le",
-                  "-f", "f32le", "pipe:1"]
-        stream = ["-f", "f32le", "-ar", str(mix_settings.sample_rate), "-ac", "1", "-i", "pipe:0"]
+        # An encoder has a second input (tags and chapters), so ffmpeg reads the mix on a thread through a queue of
+        # 4 KB packets; at the default 8 packets the encoder sleeps 10 ms whenever the queue runs dry, which
+        # doubled the time of a render. 4096 packets (16 MB) keep it fed.
+        stream = ["-thread_queue_size", "4096", "-f", "f32le", "-ar", str(mix_settings.sample_rate), "-ac", "1",
+                  "-i", "pipe:0"]
         reports: dict[str, LoudnessReport] = {}
         for attempt in range(1, MAX_PASSES + 1):
             todo = [states[fmt] for fmt in states if fmt not in done]
@@ -68,9 +69,9 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
             paths = {s.fmt: tmp / f"pass{attempt}.{s.fmt}" for s in todo}
             sinks = [encode(stream, meta, cover, paths[s.fmt], s.fmt, s.gain, s.limiter, settings, what, run=False)
                      for s in todo]
-            tee_ffmpeg(source, sinks, what=f"{what}: mixing {len(plan.tracks)} tracks",
-                       sink_whats=[f"{what}: encoding {s.fmt}" for s in todo],
-                       bytes_per_second=4.0 * mix_settings.sample_rate, progress=progress if attempt == 1 else None)
+            feed_ffmpeg(mixed_blocks(room, plan, analyses, mix_settings, what=what), sinks,
+                        sink_whats=[f"{what}: encoding {s.fmt}" for s in todo],
+                        bytes_per_second=4.0 * mix_settings.sample_rate, progress=progress if attempt == 1 else None)
             with ThreadPoolExecutor(max_workers=len(todo)) as pool:
                 measured = pool.map(lambda p: measure_file(p, what=f"{what}: measuring {p.name}"), paths.values())
                 reports.update(zip(paths, measured, strict=True))
