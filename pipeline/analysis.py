@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.audio import ANALYSIS_RATE, decode_blocks
+from pipeline.audio import ANALYSIS_RATE, PcmCopy, decode_blocks
 from pipeline.loudness import SILENCE_LUFS, SpeechMeter
 from pipeline.manifest import Track
 from pipeline.vad import BLOCK_S, SpeechRegion, VadSettings, speech_regions_in
@@ -62,8 +62,10 @@ class TrackAnalysis:
         return np.power(10.0, np.asarray(self.step_db, dtype=np.float64) / 10)
 
 
-def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None) -> TrackAnalysis:
-    """Find the speech regions of ``track`` and measure the loudness of its speech, decoding it once."""
+def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None,
+                  copy: PcmCopy | None = None) -> TrackAnalysis:
+    """Find the speech regions of ``track`` and measure the loudness of its speech, decoding it once (and, with
+    ``copy``, keeping that decode at the mixing rate for the mix)."""
     meter = SpeechMeter(ANALYSIS_RATE)
     decoded = 0
 
@@ -74,7 +76,8 @@ def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None) ->
             decoded += block.size
             yield block
 
-    regions = speech_regions_in(metered(decode_blocks(track.path, what=what, block_s=BLOCK_S)), vad or VadSettings())
+    blocks = decode_blocks(track.path, what=what, block_s=BLOCK_S, copy=copy)
+    regions = speech_regions_in(metered(blocks), vad or VadSettings())
     decoded_s = decoded / ANALYSIS_RATE
     speech_lufs = meter.loudness([(r.start, r.end) for r in regions]) if regions else SILENCE_LUFS
     if speech_lufs <= SILENCE_LUFS and regions:

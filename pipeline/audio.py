@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +18,37 @@ ANALYSIS_RATE = 16_000
 
 
 def decode_blocks(path: Path, *, what: str, block_s: float = 600.0, start: float = 0.0,
-                  duration: float | None = None) -> Iterator[np.ndarray]:
-    """Yield ``path`` as 16 kHz mono float32 blocks of ``block_s`` seconds (the last one shorter)."""
-    for block in stream_pcm(path, what=what, block_s=block_s, start=start, duration=duration, rate=ANALYSIS_RATE):
+                  duration: float | None = None, copy: PcmCopy | None = None) -> Iterator[np.ndarray]:
+    """Yield ``path`` as 16 kHz mono float32 blocks of ``block_s`` seconds (the last one shorter); with ``copy``,
+    the same decode also writes the whole track as a :class:`PcmCopy`."""
+    for block in stream_pcm(path, what=what, block_s=block_s, start=start, duration=duration, rate=ANALYSIS_RATE,
+                            copy=copy):
         yield block[:, 0]
 
 
+@dataclass(frozen=True)
+class PcmCopy:
+    """A track decoded to raw mono float32 at ``rate``, kept on disk so a later stage need not decode it again.
+    It is written under a temporary name and renamed when ffmpeg has finished the whole track, so a copy that
+    exists is complete."""
+
+    path: Path
+    rate: int
+
+    def blocks(self, block_s: float) -> Iterator[np.ndarray]:
+        """The copy as float32 blocks of ``block_s`` seconds (the last one shorter)."""
+        size = max(1, int(block_s * self.rate)) * 4
+        with self.path.open("rb", buffering=0) as handle:
+            while data := handle.read(size):
+                yield np.frombuffer(data[:len(data) // 4 * 4], dtype=np.float32)
+
+
 def stream_pcm(path: Path, *, what: str, block_s: float, rate: int, channels: int = 1, start: float = 0.0,
-               duration: float | None = None, resample: bool = True) -> Iterator[np.ndarray]:
+               duration: float | None = None, resample: bool = True,
+               copy: PcmCopy | None = None) -> Iterator[np.ndarray]:
     """Yield ``path`` as float32 blocks of ``block_s`` seconds, shaped (samples, channels): resampled to ``rate``
     and mixed down to ``channels``, or (``resample=False``) as the file has them, ``rate``/``channels`` being what
-    it holds."""
+    it holds. With ``copy`` (whole tracks only), the one decode also writes ``copy``."""
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error"]
     if start > 0:
         cmd += ["-ss", f"{start:.3f}"]
@@ -37,6 +59,12 @@ def stream_pcm(path: Path, *, what: str, block_s: float, rate: int, channels: in
     if resample:
         cmd += ["-ac", str(channels), "-ar", str(rate)]
     cmd += ["-f", "f32le", "-"]
+    partial = None
+    if copy is not None:
+        if start > 0 or duration is not None:
+            raise ValueError("a decoded copy is made of whole tracks only")
+        partial = copy.path.with_name(f".{copy.path.name}.partial")
+        cmd += ["-map", "0:a:0", "-ac", "1", "-ar", str(copy.rate), "-f", "f32le", "-y", str(partial)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     widen_pipe(proc.stdout)  # ffmpeg decodes the next stretch while this one is worked on
@@ -54,6 +82,11 @@ def stream_pcm(path: Path, *, what: str, block_s: float, rate: int, channels: in
         proc.stdout.close()
         stderr = proc.stderr.read().decode(errors="replace")
         rc = proc.wait()
+        if partial is not None and copy is not None:
+            if rc == 0:
+                os.replace(partial, copy.path)
+            else:  # stopped early or failed: no copy rather than a short one
+                partial.unlink(missing_ok=True)
     if rc != 0:
         raise MediaError(f"{what}: could not decode the audio", shlex.join(cmd), stderr[-2000:])
 

@@ -75,11 +75,13 @@ def run_ffmpeg(
 
 def feed_ffmpeg(blocks: Iterable[Any], sinks: Sequence[Sequence[str]], *, sink_whats: Sequence[str],
                 bytes_per_second: float, timeout: float = DEFAULT_TIMEOUT_S,
-                progress: ProgressCallback | None = None) -> list[str]:
+                progress: ProgressCallback | None = None,
+                on_exit: Callable[[int], None] | None = None) -> list[str]:
     """Write ``blocks`` (raw audio: anything with the buffer protocol, such as numpy arrays) to the stdin
     (``pipe:0``) of several ffmpeg processes (``sinks``) running at once, every encoder on its own core. Returns
     their stderrs; raises :class:`MediaError` naming the first that failed (or what ``blocks`` raised, every sink
-    being stopped first)."""
+    being stopped first). ``on_exit(i)`` is called as soon as sink ``i`` has finished well, while the others may
+    still be running (it should hand its work to another thread)."""
     commands = [[FFMPEG, "-hide_banner", "-y", "-nostats", *sink] for sink in sinks]
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -107,7 +109,7 @@ def feed_ffmpeg(blocks: Iterable[Any], sinks: Sequence[Sequence[str]], *, sink_w
     timer.start()
     try:
         _pump(blocks, procs, bytes_per_second, progress)
-        codes = [p.wait() for p in procs]
+        codes = _wait_each(procs, on_exit)
     finally:
         timer.cancel()
         close = getattr(blocks, "close", None)
@@ -157,6 +159,23 @@ def _pump(blocks: Iterable[Any], sinks: Sequence[subprocess.Popen[bytes]], bytes
             sink.stdin.close()  # type: ignore[union-attr]
         except BrokenPipeError:
             pass
+
+
+def _wait_each(procs: Sequence[subprocess.Popen[bytes]], on_exit: Callable[[int], None] | None) -> list[int]:
+    """Every process's exit code, calling ``on_exit`` for each that succeeded as it exits."""
+    codes = [0] * len(procs)
+
+    def wait(index: int) -> None:
+        codes[index] = procs[index].wait()
+        if codes[index] == 0 and on_exit is not None:
+            on_exit(index)
+
+    waiters = [threading.Thread(target=wait, args=(i,), daemon=True) for i in range(len(procs))]
+    for waiter in waiters:
+        waiter.start()
+    for waiter in waiters:
+        waiter.join()
+    return codes
 
 
 def _drain_bytes(stream: object, sink: collections.deque[str]) -> None:

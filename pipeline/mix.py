@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.analysis import TrackAnalysis
-from pipeline.audio import stream_pcm
+from pipeline.audio import PcmCopy, stream_pcm
 from pipeline.ffmpeg import ProgressCallback, feed_ffmpeg
 from pipeline.loudness import SILENCE_LUFS, STEP_S, gated_loudness, parse_integrated
 from pipeline.manifest import Room
@@ -217,11 +217,12 @@ class GainCurve:
 
 
 class _Feed:
-    """One track on its way into the mix: decoded at the mixing rate by its own ffmpeg (started when the mix
-    reaches the track, so a room of many segments never has them all open), times its gain curve."""
+    """One track on its way into the mix: read from its decoded copy where the analysis kept one, or decoded at
+    the mixing rate by its own ffmpeg (started when the mix reaches the track, so a room of many segments never has
+    them all open); times its gain curve."""
 
-    def __init__(self, path: Path, first: int, curve: GainCurve, rate: int, what: str):
-        self.path, self.first, self.curve, self.rate, self.what = path, first, curve, rate, what
+    def __init__(self, path: Path, first: int, curve: GainCurve, rate: int, what: str, copy: PcmCopy | None):
+        self.path, self.first, self.curve, self.rate, self.what, self.copy = path, first, curve, rate, what, copy
         self._blocks: Iterator[np.ndarray] | None = None
         self._buffer = np.zeros(0, dtype=np.float32)
         self._at = 0  # the track sample that _buffer[0] is
@@ -237,7 +238,11 @@ class _Feed:
 
     def _read(self, lo: int, hi: int) -> np.ndarray:
         if self._blocks is None:
-            self._blocks = stream_pcm(self.path, what=self.what, block_s=MIX_BLOCK_S, rate=self.rate)
+            if self.copy is not None and self.copy.rate == self.rate and self.copy.path.exists():
+                self._blocks = self.copy.blocks(MIX_BLOCK_S)
+            else:
+                self._blocks = (b[:, 0] for b in stream_pcm(self.path, what=self.what, block_s=MIX_BLOCK_S,
+                                                             rate=self.rate))
         if lo > self._at:
             dropped = min(lo - self._at, self._buffer.size)
             self._buffer, self._at = self._buffer[dropped:], self._at + dropped
@@ -246,7 +251,6 @@ class _Feed:
             if block is None:
                 self.close()
                 break
-            block = block[:, 0]
             if self._at + self._buffer.size + block.size <= lo:  # before the replay's first sample: not needed
                 self._at += self._buffer.size + block.size
                 self._buffer = block[:0]
@@ -262,16 +266,18 @@ class _Feed:
 
 
 def mixed_blocks(room: Room, plan: MixPlan, analyses: Sequence[TrackAnalysis], settings: MixSettings,
-                 *, what: str) -> Iterator[np.ndarray]:
+                 *, what: str, copies: Mapping[int, PcmCopy] | None = None) -> Iterator[np.ndarray]:
     """The mix of ``plan`` as mono float32 blocks of MIX_BLOCK_S (the last one shorter) from ``trim_start`` to
-    ``trim_end``: every track decoded from its first sample (whatever its container's start time says), times
-    its envelope, added at its offset."""
+    ``trim_end``: every track from its first sample (whatever its container's start time says), times its
+    envelope, added at its offset. ``copies``: decoded copies of tracks (by track index) to read instead of
+    decoding them again."""
     rate = settings.sample_rate
     by_index = {a.track_index: a for a in analyses}
     tracks = {t.index: t for t in room.tracks}
     feeds = [_Feed(tracks[p.track_index].path, int(round(p.delay_s * rate)),
                    GainCurve(envelope(by_index[p.track_index], settings), rate), rate,
-                   f"{what}: {tracks[p.track_index].file}") for p in plan.tracks]
+                   f"{what}: {tracks[p.track_index].file}", (copies or {}).get(p.track_index))
+             for p in plan.tracks]
     first, last = int(round(plan.trim_start * rate)), int(round(plan.trim_end * rate))
     size = int(MIX_BLOCK_S * rate)
     try:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.analysis import TrackAnalysis
+from pipeline.audio import PcmCopy
 from pipeline.chapters import Chapter
 from pipeline.ffmpeg import ProgressCallback, feed_ffmpeg
 from pipeline.loudness import LoudnessReport, measure_file
@@ -43,8 +46,10 @@ log = logging.getLogger(__name__)
 def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, *, tags: Tags,
                   chapters: Sequence[Chapter], cover: Path | None = None, plan: MixPlan | None = None,
                   mix_settings: MixSettings = MixSettings(), settings: MasterSettings = MasterSettings(),
-                  progress: ProgressCallback | None = None) -> tuple[MixPlan, MasterResult]:
-    """Mix ``room`` and write ``out_dir/replay.mp3``, ``replay.m4a`` (and ``replay.opus``) on target."""
+                  progress: ProgressCallback | None = None,
+                  copies: Mapping[int, PcmCopy] | None = None) -> tuple[MixPlan, MasterResult]:
+    """Mix ``room`` and write ``out_dir/replay.mp3``, ``replay.m4a`` (and ``replay.opus``) on target.
+    ``copies``: tracks the analysis kept decoded at the mixing rate (by track index), read instead of decoded."""
     what = f"room {room.id!r}"
     plan = plan or plan_mix(room, analyses, mix_settings)
     gain = settings.target - plan.predicted_lufs
@@ -69,12 +74,10 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
             paths = {s.fmt: tmp / f"pass{attempt}.{s.fmt}" for s in todo}
             sinks = [encode(stream, meta, cover, paths[s.fmt], s.fmt, s.gain, s.limiter, settings, what, run=False)
                      for s in todo]
-            feed_ffmpeg(mixed_blocks(room, plan, analyses, mix_settings, what=what), sinks,
-                        sink_whats=[f"{what}: encoding {s.fmt}" for s in todo],
-                        bytes_per_second=4.0 * mix_settings.sample_rate, progress=progress if attempt == 1 else None)
-            with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-                measured = pool.map(lambda p: measure_file(p, what=f"{what}: measuring {p.name}"), paths.values())
-                reports.update(zip(paths, measured, strict=True))
+            reports.update(_encode_and_measure(
+                mixed_blocks(room, plan, analyses, mix_settings, what=what, copies=copies), sinks,
+                [(state.fmt, paths[state.fmt]) for state in todo], what=what, rate=mix_settings.sample_rate,
+                progress=progress if attempt == 1 else None))
             for state in todo:
                 if state.judge(attempt, reports[state.fmt], settings, what):
                     done[state.fmt] = (EncodedFile(paths[state.fmt], state.fmt, reports[state.fmt]), attempt)
@@ -93,3 +96,18 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
     return plan, MasterResult(tuple(files), round(lead.gain, 2), round(lead.limiter, 2),
                               max(passes for _, passes in done.values()),
                               notes=tuple(n for s in states.values() for n in s.notes))
+
+
+def _encode_and_measure(blocks: Iterator[np.ndarray], sinks: list[list[str]], files: list[tuple[str, Path]], *,
+                        what: str, rate: int, progress: ProgressCallback | None) -> dict[str, LoudnessReport]:
+    """Feed the mix to every encoder, and measure each file as soon as its encoder is done (while a slower encoder
+    still runs)."""
+    measuring: dict[str, Future[LoudnessReport]] = {}
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+        def measure(index: int) -> None:
+            fmt, path = files[index]
+            measuring[fmt] = pool.submit(measure_file, path, what=f"{what}: measuring {path.name}")
+
+        feed_ffmpeg(blocks, sinks, sink_whats=[f"{what}: encoding {fmt}" for fmt, _ in files],
+                    bytes_per_second=4.0 * rate, progress=progress, on_exit=measure)
+        return {fmt: future.result() for fmt, future in measuring.items()}

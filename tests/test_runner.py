@@ -1,14 +1,20 @@
-"""The in-process runner's scheduling of a room's tracks."""
+"""The in-process runner: the order of a room's tracks, and the decodes its analysis keeps for the mix."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from pipeline.audio import ANALYSIS_RATE, PcmCopy, decode_blocks
+from pipeline.errors import MediaError
+from pipeline.manifest import load_room
 from tests.roomgen import manifest, write_manifest
 from workers import jobs
 from workers.config import Settings
-from workers.runner import _heaviest_first
+from workers.runner import _heaviest_first, process_room
 
 
 def test_the_dearest_track_is_analysed_first(short_room: Path, tmp_path: Path) -> None:
@@ -24,3 +30,66 @@ def test_the_dearest_track_is_analysed_first(short_room: Path, tmp_path: Path) -
     order = _heaviest_first(Settings(), job)
     assert sorted(order) == list(tracks)
     assert str(data["tracks"][order[0]]["file"]).endswith(".opus"), (order, data["tracks"])
+
+
+def _spy_runs(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Path], list[dict[int, Path]]]:
+    """Record every track the mixer decodes itself, and the decoded copies that exist when the room is rendered."""
+    import pipeline.mix
+    import workers.render
+
+    decoded: list[Path] = []
+    copies_seen: list[dict[int, Path]] = []
+    real_stream, real_render = pipeline.mix.stream_pcm, workers.render.render_room
+
+    def stream(path: Path, **kwargs: Any) -> Any:
+        decoded.append(path)
+        return real_stream(path, **kwargs)
+
+    def render(*args: Any, copies: Any = None, **kwargs: Any) -> Any:
+        copies_seen.append({i: c.path for i, c in (copies or {}).items() if c.path.exists()})
+        return real_render(*args, copies=copies, **kwargs)
+
+    monkeypatch.setattr(pipeline.mix, "stream_pcm", stream)
+    monkeypatch.setattr(workers.render, "render_room", render)
+    return decoded, copies_seen
+
+
+@pytest.mark.parametrize("budget_mb", [4096, 0])
+def test_the_mix_reads_what_the_analysis_decoded_and_nothing_is_left_behind(
+        short_room: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget_mb: int) -> None:
+    """An in-process run keeps each track decoded at the mixing rate while analysing it, and the mix reads those
+    copies instead of decoding the tracks again; over the budget, no copy is kept and the mix decodes. Either
+    way the published replay is the same length and no copy outlives the run."""
+    decoded, copies_seen = _spy_runs(monkeypatch)
+    settings = Settings(store=str(tmp_path / "store"), database_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+                        work_dir=tmp_path / "work", transcribe=False, keep_decoded_mb=budget_mb)
+    summary = process_room(settings, short_room, processes=2)
+    room = load_room(short_room)
+    consenting = {t.index for t in room.published_tracks}
+    assert summary["status"] == "published"
+    assert len(copies_seen) == 1
+    if budget_mb:
+        assert set(copies_seen[0]) == consenting and decoded == []
+    else:
+        assert copies_seen[0] == {} and sorted(decoded) == sorted(t.path for t in room.published_tracks)
+    assert not list((tmp_path / "work").rglob("decoded-*")) and not list((tmp_path / "work").rglob("*.f32*"))
+
+
+def test_a_decode_that_stops_early_or_fails_leaves_no_copy(short_room: Path, tmp_path: Path) -> None:
+    """A copy exists only once ffmpeg has written the whole track: not after the reader stops early, not when the
+    file cannot be decoded."""
+    track = load_room(short_room).tracks[0]
+    early = PcmCopy(tmp_path / "early.f32", 44_100)
+    blocks = decode_blocks(track.path, what="test", block_s=1.0, copy=early)
+    assert next(blocks).size == ANALYSIS_RATE
+    blocks.close()  # type: ignore[attr-defined]
+    broken = tmp_path / "broken.opus"
+    broken.write_bytes(track.path.read_bytes()[:200] + bytes(5000))
+    failed = PcmCopy(tmp_path / "failed.f32", 44_100)
+    with pytest.raises(MediaError):
+        for _ in decode_blocks(broken, what="test", copy=failed):
+            pass
+    whole = PcmCopy(tmp_path / "whole.f32", 44_100)
+    samples = sum(block.size for block in decode_blocks(track.path, what="test", copy=whole))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.opus", "whole.f32"]
+    assert abs(whole.path.stat().st_size / 4 / 44_100 - samples / ANALYSIS_RATE) < 0.01

@@ -44,6 +44,9 @@ class Settings:
     channels: int = 1
     opus: bool = False
     scan_interval_s: float = 300.0
+    # An in-process run keeps each track decoded at the mixing rate while it is analysed, so the mix does not
+    # decode it again, when the room's tracks take at most this much disk (4 GB: 6 hours of track time).
+    keep_decoded_mb: int = 4096
 
     @property
     def model_cache(self) -> Path:
@@ -66,6 +69,7 @@ _ENV = {
     "ROOMCAST_CPU_THREADS": ("cpu_threads", int),
     "ROOMCAST_MIN_CHAPTER_S": ("min_chapter_s", float),
     "ROOMCAST_CHANNELS": ("channels", int),
+    "ROOMCAST_KEEP_DECODED_MB": ("keep_decoded_mb", int),
 }
 
 

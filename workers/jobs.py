@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.analysis import TrackAnalysis, analyse_track
+from pipeline.audio import PcmCopy
 from pipeline.errors import InvalidRoom, StorageError
 from pipeline.manifest import MANIFEST_NAME, Room, load_room
+from pipeline.mix import MixSettings
 from pipeline.transcript import TrackTranscript
 from storage.catalog import Catalog
 from storage.objects import ObjectStore, open_store
@@ -150,8 +152,23 @@ def record_room(catalog: Catalog, room: Room, digest: str) -> None:
     )
 
 
-def process_track(settings: Settings, job: Job, track_index: int) -> str:
-    """Analyse (VAD + speech loudness) and transcribe one track; return the storage key of its result."""
+def decoded_copy(settings: Settings, job: Job, track_index: int) -> PcmCopy:
+    """Where a track's decode at the mixing rate is kept between its analysis and the mix (this machine only)."""
+    folder = Path(settings.work_dir) / job.episode_id / f"decoded-{job.input_hash[:16]}"
+    return PcmCopy(folder / f"track-{track_index}.f32", MixSettings().sample_rate)
+
+
+def copies_fit(settings: Settings, room: Room, folder: Path) -> bool:
+    """Whether decoded copies of the room's tracks fit in ``keep_decoded_mb``, and twice over on the disk."""
+    needed = sum(t.info.duration for t in room.published_tracks) * MixSettings().sample_rate * 4
+    folder.mkdir(parents=True, exist_ok=True)
+    return needed <= settings.keep_decoded_mb * 2**20 and needed * 2 <= shutil.disk_usage(folder).free
+
+
+def process_track(settings: Settings, job: Job, track_index: int, *, keep_decoded: bool = False) -> str:
+    """Analyse (VAD + speech loudness) and transcribe one track; return the storage key of its result.
+    ``keep_decoded``: the mix will run on this machine (an in-process run), so the analysis keeps the track
+    decoded at the mixing rate for it, when the room's copies fit (:func:`copies_fit`)."""
     ctx = Context.of(settings)
     key = track_result_key(settings, job, track_index)
     if ctx.store.exists(key):
@@ -160,7 +177,10 @@ def process_track(settings: Settings, job: Job, track_index: int) -> str:
     room = load_room(room_folder(settings, job.room_dir), verify_decoding=False)  # validated by ingest
     track = next(t for t in room.tracks if t.index == track_index)
     what = f"room {room.id!r}: {track.file}"
-    analysis = analyse_track(track, what=what)
+    copy = decoded_copy(settings, job, track_index) if keep_decoded else None
+    if copy is not None and not copies_fit(settings, room, copy.path.parent):
+        copy = None
+    analysis = analyse_track(track, what=what, copy=copy)
     result: dict[str, Any] = {"analysis": analysis.to_dict(), "transcript": None}
     if settings.transcribe:
         from workers.transcription import transcribe
@@ -214,7 +234,9 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
             raise StorageError(f"room {room.id!r}: track results {', '.join(missing)} are not stored yet; retrying",
                                transient=True)
         results = load_track_results(settings, result_keys)
-        rendered = render_room(settings, ctx.catalog, room, results, workspace, language=job.language, cover=cover)
+        copies = {i: copy for i in job.tracks if (copy := decoded_copy(settings, job, i)).path.exists()}
+        rendered = render_room(settings, ctx.catalog, room, results, workspace, language=job.language, cover=cover,
+                               copies=copies)
         episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered)
     except Exception as exc:
         if isinstance(exc, StorageError) and exc.transient and not final_attempt:  # the task retries: not over
@@ -224,6 +246,8 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
         raise
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
+        for copies_folder in (Path(settings.work_dir) / job.episode_id).glob("decoded-*"):
+            shutil.rmtree(copies_folder, ignore_errors=True)
     ctx.store.delete_prefix(f"{WORK_PREFIX}/{job.episode_id}/")
     notify(room.id, "published", 1.0)
     return {"episode": episode.id, "status": episode.status, "duration_s": episode.duration_s,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from feeds.shows import show_config
 from pipeline import formats
 from pipeline.analysis import TrackAnalysis
+from pipeline.audio import PcmCopy
 from pipeline.bleed import remove_bleed, room_audio
 from pipeline.chapters import Chapter, build_chapters, intervals_from_transcript
 from pipeline.manifest import Room
@@ -62,7 +63,8 @@ def master_settings(settings: Settings, show_id: str) -> MasterSettings:
 
 def render_room(settings: Settings, catalog: Catalog, room: Room,
                 results: Sequence[tuple[TrackAnalysis, TrackTranscript | None]], workspace: Path,
-                *, language: str | None, cover: Path | None = None) -> Rendered:
+                *, language: str | None, cover: Path | None = None,
+                copies: Mapping[int, PcmCopy] | None = None) -> Rendered:
     analyses = [a for a, _ in results]
     names = {s.id: s.name for s in room.consenting_speakers}  # declined speakers never reach any output
     allowed = set(names)
@@ -98,7 +100,8 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
     )
     _plan, mastered = render_replay(
         room, analyses, workspace, tags=tags, chapters=chapters, cover=cover, plan=plan,
-        settings=master_settings(settings, room.show), progress=progress("mixing and encoding", duration))
+        settings=master_settings(settings, room.show), progress=progress("mixing and encoding", duration),
+        copies=copies)
 
     files: dict[str, Path] = {f"replay.{f.format}": f.path for f in mastered.files}
     files["chapters.json"] = write_atomic(workspace / "chapters.json", formats.chapters_json(chapters))

@@ -58,7 +58,7 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
 def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job) -> dict[int, str]:
     keys: dict[int, str] = {}
     notify(job.episode_id, "analysing and transcribing tracks", 0.0)
-    futures = {pool.submit(jobs.process_track, settings, job, index): index
+    futures = {pool.submit(jobs.process_track, settings, job, index, keep_decoded=True): index
                for index in _heaviest_first(settings, job)}
     for future in as_completed(futures):
         keys[futures[future]] = future.result()
