@@ -207,15 +207,18 @@ class _FormatJob:
         raise state.failure(loudness, settings, self.what)
 
 
-def encode(source: list[str], meta: Path, cover: Path | None, path: Path, fmt: str, gain: float, limiter: float,
-           settings: MasterSettings, what: str, progress: ProgressCallback | None = None, *,
+def encode(source: list[str], meta: Path, cover: Path | None, path: Path, fmt: str, gain: float,
+           limiter: float | None, settings: MasterSettings, what: str, progress: ProgressCallback | None = None, *,
            run: bool = True) -> list[str]:
     """One ffmpeg pass from the mix (``source``: its input arguments, a file or ``pipe:0``) to one format: gain,
-    limiter, tags, chapters and cover. Runs it, or with ``run=False`` returns its arguments."""
+    limiter (None: the mix arrives limited), tags, chapters and cover. Runs it, or with ``run=False`` returns its
+    arguments."""
     mono = settings.channels == 1
     layout = "mono" if mono else "stereo"
-    chain = (f"volume={gain:.3f}dB,alimiter=limit={10 ** (limiter / 20):.5f}:level=false:latency=true:attack=5:"
-             f"release=80,aformat=channel_layouts={layout}")
+    chain = f"volume={gain:.3f}dB," if gain or limiter is not None else ""
+    if limiter is not None:
+        chain += f"alimiter=limit={10 ** (limiter / 20):.5f}:level=false:latency=true:attack=5:release=80,"
+    chain += f"aformat=channel_layouts={layout}"
     args = [*source, "-i", str(meta)]
     if cover is not None and fmt != "opus":
         args += ["-i", str(cover), "-map", "2:v", "-c:v", "copy", "-disposition:v:0", "attached_pic"]

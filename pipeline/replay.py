@@ -1,9 +1,10 @@
 """From tracks to a mastered, encoded replay in one pass.
 
-Every track is decoded once, by its own ffmpeg process, and mixed here with its envelope (gate, levelling;
-:func:`pipeline.mix.mixed_blocks`); each format's encoder (:func:`pipeline.master.encode`: gain, true-peak
-limiter, tags, chapters, cover) reads the mix from its stdin in its own process, so decoders, mixing and every
-encoder run side by side and nothing is written but the replay files. The mastering gain comes from the
+Every track is decoded once, by its own ffmpeg process (or read from the copy its analysis kept), mixed here
+with its envelope (gate, levelling; :func:`pipeline.mix.mixed_blocks`), brought to the mastering gain and held
+under the peak ceiling (:mod:`pipeline.limiter`) once for every format; each format's encoder
+(:func:`pipeline.master.encode`: tags, chapters, cover) reads the result from its stdin in its own process, so
+mixing and every encoder run side by side and nothing is written but the replay files. The mastering gain comes from the
 loudness the plan predicts. Every encoded file is then measured (loudness and true peak, encoder overshoot
 included): a format that misses is rendered again, alone, with its gain corrected and its limiter lowered.
 """
@@ -23,6 +24,7 @@ from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy
 from pipeline.chapters import Chapter
 from pipeline.ffmpeg import ProgressCallback, feed_ffmpeg
+from pipeline.limiter import limited
 from pipeline.loudness import LoudnessReport, measure_file
 from pipeline.manifest import Room
 from pipeline.master import (
@@ -72,10 +74,15 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
             if not todo:
                 break
             paths = {s.fmt: tmp / f"pass{attempt}.{s.fmt}" for s in todo}
-            sinks = [encode(stream, meta, cover, paths[s.fmt], s.fmt, s.gain, s.limiter, settings, what, run=False)
-                     for s in todo]
+            # one gain and limiter for every format in this pass (the lowest ceiling any of them needs); a format
+            # that wants more gain gets the difference in its encoder, after the limiter
+            common = min(s.gain for s in todo)
+            ceiling = min(s.limiter - (s.gain - common) for s in todo)
+            sinks = [encode(stream, meta, cover, paths[s.fmt], s.fmt, s.gain - common, None, settings, what,
+                            run=False) for s in todo]
+            mixed = mixed_blocks(room, plan, analyses, mix_settings, what=what, copies=copies)
             reports.update(_encode_and_measure(
-                mixed_blocks(room, plan, analyses, mix_settings, what=what, copies=copies), sinks,
+                limited(mixed, common, ceiling, mix_settings.sample_rate), sinks,
                 [(state.fmt, paths[state.fmt]) for state in todo], what=what, rate=mix_settings.sample_rate,
                 progress=progress if attempt == 1 else None))
             for state in todo:
