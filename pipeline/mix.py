@@ -19,9 +19,10 @@ The mix itself is plain arithmetic, done here a second at a time (:func:`mixed_b
 the mixing rate by its own ffmpeg from its first sample (the manifest's ``start`` places that sample, whatever the
 container's start time says), multiplied by its envelope brought to the mixing rate in straight lines, and added
 at its offset; only the part of the room that holds speech is made (dead air before the first word and after the
-last is cut, and the shift is recorded in the plan). Decoders run side by side in their own processes, and the
-sum costs a fraction of what ffmpeg's resample-multiply-delay-amix graph did (9 s of CPU for a 10-minute,
-4-track room against 4 s).
+last is cut, and the shift is recorded in the plan). Decoders run side by side in their own processes (or the
+copies the analysis kept are read), and the sum costs a tenth of what ffmpeg's resample-multiply-delay-amix graph
+did: on a 10-minute, 4-track room, 0.8 s of CPU here against 9 s for the graph with its decoding (the decoders
+alone take 4.5 s).
 """
 
 from __future__ import annotations
