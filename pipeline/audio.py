@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -37,10 +38,20 @@ class PcmCopy:
 
     def blocks(self, block_s: float) -> Iterator[np.ndarray]:
         """The copy as float32 blocks of ``block_s`` seconds (the last one shorter)."""
-        size = max(1, int(block_s * self.rate)) * 4
         with self.path.open("rb", buffering=0) as handle:
-            while data := handle.read(size):
-                yield np.frombuffer(data[:len(data) // 4 * 4], dtype=np.float32)
+            yield from _float_blocks(handle, max(1, int(block_s * self.rate)) * 4, 4)
+
+
+def _float_blocks(stream: IO[bytes], block_bytes: int, frame: int) -> Iterator[np.ndarray]:
+    """Raw float32 from ``stream`` in reads of ``block_bytes``, as flat arrays of whole ``frame``-byte frames (a
+    frame split between two reads goes out with the second)."""
+    pending = b""
+    while data := stream.read(block_bytes):
+        data = pending + data
+        usable = len(data) - len(data) % frame
+        pending = data[usable:]
+        if usable:
+            yield np.frombuffer(data[:usable], dtype=np.float32)
 
 
 def stream_pcm(path: Path, *, what: str, block_s: float, rate: int, channels: int = 1, start: float = 0.0,
@@ -69,15 +80,9 @@ def stream_pcm(path: Path, *, what: str, block_s: float, rate: int, channels: in
     assert proc.stdout is not None and proc.stderr is not None
     widen_pipe(proc.stdout)  # ffmpeg decodes the next stretch while this one is worked on
     frame = 4 * channels
-    block_bytes = max(1, int(block_s * rate)) * frame
-    pending = b""
     try:
-        while data := proc.stdout.read(block_bytes):
-            data = pending + data
-            usable = len(data) - len(data) % frame
-            pending = data[usable:]
-            if usable:
-                yield np.frombuffer(data[:usable], dtype=np.float32).reshape(-1, channels)
+        for block in _float_blocks(proc.stdout, max(1, int(block_s * rate)) * frame, frame):
+            yield block.reshape(-1, channels)
     finally:
         proc.stdout.close()
         stderr = proc.stderr.read().decode(errors="replace")
