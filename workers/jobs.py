@@ -152,17 +152,22 @@ def record_room(catalog: Catalog, room: Room, digest: str) -> None:
     )
 
 
+DECODED_PREFIX = "decoded-"
+
+
 def decoded_copy(settings: Settings, job: Job, track_index: int) -> PcmCopy:
-    """Where a track's decode at the mixing rate is kept between its analysis and the mix (this machine only)."""
-    folder = Path(settings.work_dir) / job.episode_id / f"decoded-{job.input_hash[:16]}"
+    """Where a track's decode at the mixing rate is kept between its analysis and the mix (this machine only;
+    the mix reads it only if it exists)."""
+    folder = Path(settings.work_dir) / job.episode_id / f"{DECODED_PREFIX}{job.input_hash[:16]}"
     return PcmCopy(folder / f"track-{track_index}.f32", MixSettings().sample_rate)
 
 
-def copies_fit(settings: Settings, room: Room, folder: Path) -> bool:
-    """Whether decoded copies of the room's tracks fit in ``keep_decoded_mb``, and twice over on the disk."""
-    needed = sum(t.info.duration for t in room.published_tracks) * MixSettings().sample_rate * 4
-    folder.mkdir(parents=True, exist_ok=True)
-    return needed <= settings.keep_decoded_mb * 2**20 and needed * 2 <= shutil.disk_usage(folder).free
+def copies_fit(settings: Settings, room: Room, copy: PcmCopy) -> bool:
+    """Whether decoded copies of the room's tracks fit in ``keep_decoded_mb``, and twice over on the disk
+    (making the folder ``copy`` goes in)."""
+    needed = sum(t.info.duration for t in room.published_tracks) * copy.rate * 4
+    copy.path.parent.mkdir(parents=True, exist_ok=True)
+    return needed <= settings.keep_decoded_mb * 2**20 and needed * 2 <= shutil.disk_usage(copy.path.parent).free
 
 
 def process_track(settings: Settings, job: Job, track_index: int, *, keep_decoded: bool = False) -> str:
@@ -178,7 +183,7 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
     track = next(t for t in room.tracks if t.index == track_index)
     what = f"room {room.id!r}: {track.file}"
     copy = decoded_copy(settings, job, track_index) if keep_decoded else None
-    if copy is not None and not copies_fit(settings, room, copy.path.parent):
+    if copy is not None and not copies_fit(settings, room, copy):
         copy = None
     analysis = analyse_track(track, what=what, copy=copy)
     result: dict[str, Any] = {"analysis": analysis.to_dict(), "transcript": None}
@@ -234,7 +239,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
             raise StorageError(f"room {room.id!r}: track results {', '.join(missing)} are not stored yet; retrying",
                                transient=True)
         results = load_track_results(settings, result_keys)
-        copies = {i: copy for i in job.tracks if (copy := decoded_copy(settings, job, i)).path.exists()}
+        copies = {i: decoded_copy(settings, job, i) for i in job.tracks}
         rendered = render_room(settings, ctx.catalog, room, results, workspace, language=job.language, cover=cover,
                                copies=copies)
         episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered)
@@ -246,7 +251,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
         raise
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
-        for copies_folder in (Path(settings.work_dir) / job.episode_id).glob("decoded-*"):
+        for copies_folder in (Path(settings.work_dir) / job.episode_id).glob(f"{DECODED_PREFIX}*"):
             shutil.rmtree(copies_folder, ignore_errors=True)
     ctx.store.delete_prefix(f"{WORK_PREFIX}/{job.episode_id}/")
     notify(room.id, "published", 1.0)
