@@ -360,7 +360,28 @@ def _batches(chunks: Iterable[tuple[np.ndarray, list[_Piece]]],
 
 def _transcribe_batch(batch: list[tuple[np.ndarray, list[_Piece]]], model: SpeechModel, language: str,
                       settings: TranscribeSettings, offset: float, speaker: str, *, what: str) -> list[Word]:
-    """Run packed chunks through the batched model; map every kept word back to the room clock."""
+    """Run packed chunks through the batched model; map every kept word back to the room clock. A region that
+    Whisper passed over (see :func:`_passed_over`) is transcribed again on its own, and the pass that heard more of
+    it is kept."""
+    heard = _heard(batch, model, language, settings, what=what)
+    words = [w for kept, _raw in heard for w in kept]
+    again = _passed_over(batch, heard)
+    if again:
+        log.info("%s: Whisper passed over speech in a packed chunk: transcribing %d region(s) again, each alone", what,
+                 len(again))
+        retried: list[tuple[list[_ChunkWord], dict[_Piece, int]]] = []
+        for chunks in _batches([chunk for chunk, _first in again], settings.batch_size):
+            retried += _heard(chunks, model, language, settings, what=what)
+        for (_chunk, first), (kept, _raw) in zip(again, retried, strict=True):
+            if len(kept) > sum(w.piece == first for w in words):
+                words = [w for w in words if w.piece != first] + kept
+    return _to_words(words, offset, speaker)
+
+
+def _heard(batch: list[tuple[np.ndarray, list[_Piece]]], model: SpeechModel, language: str,
+           settings: TranscribeSettings, *, what: str) -> list[tuple[list[_ChunkWord], dict[_Piece, int]]]:
+    """For each chunk of ``batch``: the words that pass the guards, and how many words Whisper gave each region
+    before the guards."""
     clips, at = [], 0
     for audio, _ in batch:
         clips.append({"start": at / ANALYSIS_RATE, "end": (at + audio.size) / ANALYSIS_RATE})
@@ -371,12 +392,51 @@ def _transcribe_batch(batch: list[tuple[np.ndarray, list[_Piece]]], model: Speec
         first, last = batch[0][1][0], batch[-1][1][-1]
         end = last.track_start + last.chunk_end - last.chunk_start
         raise TranscriptionError(f"{what}: Whisper failed on {first.track_start:.1f}-{end:.1f} s: {exc}") from exc
-    words: list[Word] = []
+    out = []
     for (_audio, pieces), clip in zip(batch, clips, strict=True):
         begin, end = clip["start"], clip["end"]
-        segments = [seg for seg in raw if begin - 1e-6 <= (seg.start + seg.end) / 2 < end + 1e-6]
-        words += _to_words(_kept(_by_region(segments, pieces, begin), settings), offset, speaker)
-    return words
+        segments = _by_region([seg for seg in raw if begin - 1e-6 <= (seg.start + seg.end) / 2 < end + 1e-6],
+                              pieces, begin)
+        counts = {piece: 0 for piece in pieces}
+        for seg in segments:
+            for w in seg.words:
+                counts[w.piece] += 1
+        out.append((_kept(segments, settings), counts))
+    return out
+
+
+# Whisper sometimes passes over a sentence of a packed chunk: its text goes on from the next region, and the words
+# it does give are spread over the skipped region by the word alignment. Seen on a 10-minute room: the same 5 s
+# sentence passed over in two places of one chunk (no word for one, three words for the other, whose text was the
+# next region's), and nowhere else. A region of at least _RETRY_MIN_S that got words at under _RETRY_SPARSE of the
+# rate of the rest of its chunk, where that rate is speech's (_SPEECH_WORDS_PER_S or more), is transcribed again on
+# its own, and so is the region after it in its chunk (whose first words went to the skipped one). Words that the
+# guards dropped count as heard, and a chunk of noise that Whisper turned into a word or two is not retried.
+_RETRY_MIN_S = 1.0
+_RETRY_SPARSE = 0.3
+_SPEECH_WORDS_PER_S = 1.0
+
+
+def _passed_over(batch: list[tuple[np.ndarray, list[_Piece]]],
+                 heard: list[tuple[list[_ChunkWord], dict[_Piece, int]]]) -> list[tuple[tuple[np.ndarray,
+                                                                                              list[_Piece]], _Piece]]:
+    """The regions of ``batch`` to transcribe again, each as a chunk of its own, with the region it was."""
+    out = []
+    for (audio, pieces), (_kept, counts) in zip(batch, heard, strict=True):
+        again: set[int] = set()
+        total_words = sum(counts.values())
+        total_s = sum(p.chunk_end - p.chunk_start for p in pieces)
+        for n, piece in enumerate(pieces):
+            length = piece.chunk_end - piece.chunk_start
+            others_s = total_s - length
+            rate = (total_words - counts[piece]) / others_s if others_s > 0 else 0.0
+            if length >= _RETRY_MIN_S and rate >= _SPEECH_WORDS_PER_S and counts[piece] < _RETRY_SPARSE * rate * length:
+                again.update(i for i in (n, n + 1) if i < len(pieces))
+        for n in sorted(again):
+            piece = pieces[n]
+            lo, hi = _sample(piece.chunk_start), _sample(piece.chunk_end)
+            out.append((_assemble([(piece.track_start, audio[lo:hi])], 0), piece))
+    return out
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import tracemalloc
@@ -155,6 +156,52 @@ def test_guards_drop_what_whisper_invents_in_non_speech(clip: str, regions: tupl
     calls = model.calls
     assert _run(clips[clip], model, regions=regions).segments == ()
     assert model.calls == calls + 1  # the regions of one chunk: one call
+
+
+class _PassesOverOnce(SpeechModel):
+    """The real model, except that its first answer leaves out every word of the second region of the first chunk,
+    as Whisper does now and then with a sentence of a packed chunk (its text goes on from the next region)."""
+
+    def __init__(self, real: SpeechModel) -> None:
+        super().__init__(real.ref, real._whisper)
+        self.hidden: dict[str, float] | None = None
+
+    def _transcribe_batch(self, audio: np.ndarray, clips: list[dict[str, float]], language: str,
+                          settings: TranscribeSettings) -> list[Any]:
+        segments = super()._transcribe_batch(audio, clips, language, settings)
+        if self.hidden is not None:
+            return segments
+        # the packed chunk of a clip with three sentences: [first] gap [second] gap [third]
+        quiet = np.flatnonzero(np.abs(audio) < 1e-9)
+        gaps = np.split(quiet, np.flatnonzero(np.diff(quiet) != 1) + 1)
+        gaps = [g for g in gaps if g.size >= 0.4 * ANALYSIS_RATE]
+        self.hidden = {"start": gaps[0][-1] / ANALYSIS_RATE, "end": gaps[1][0] / ANALYSIS_RATE}
+        out = []
+        for seg in segments:
+            words = [w for w in seg.words if not self.hidden["start"] <= (w.start + w.end) / 2 <= self.hidden["end"]]
+            if words:
+                out.append(dataclasses.replace(seg, words=words, text="".join(w.word for w in words)))
+        return out
+
+
+@pytest.mark.model
+def test_a_region_whisper_passed_over_is_transcribed_again(clips: dict, model: SpeechModel) -> None:
+    skipping = _PassesOverOnce(model)
+    result = _run(clips["speech"], skipping)
+    assert skipping.hidden is not None and skipping.calls == 2  # the packed chunk, then the regions again
+    words = [w for s in result.segments for w in s.words]
+    assert _wer(" ".join(SENTENCES), result) <= 0.2, " ".join(w.text for w in words)
+    start = TRACK_OFFSET + PLACES[1]
+    second = [w for w in words if start - 0.5 <= w.start <= start + clips["durations"][1] + 0.5]
+    assert len(second) >= len(SENTENCES[1].split()) - 1
+    assert [w.start for w in words] == sorted(w.start for w in words)
+
+
+@pytest.mark.model
+def test_a_region_heard_in_full_is_not_transcribed_again(clips: dict, model: SpeechModel) -> None:
+    calls = model.calls
+    _run(clips["speech"], model)
+    assert model.calls == calls + 1
 
 
 @pytest.mark.model
