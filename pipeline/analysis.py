@@ -62,10 +62,11 @@ class TrackAnalysis:
         return np.power(10.0, np.asarray(self.step_db, dtype=np.float64) / 10)
 
 
-def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None,
-                  copy: PcmCopy | None = None) -> TrackAnalysis:
+def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None, copy: PcmCopy | None = None,
+                  keep: PcmCopy | None = None) -> TrackAnalysis:
     """Find the speech regions of ``track`` and measure the loudness of its speech, decoding it once (and, with
-    ``copy``, keeping that decode at the mixing rate for the mix)."""
+    ``copy``, keeping that decode at the mixing rate for the mix; with ``keep``, keeping the analysis's own
+    16 kHz decode, which transcription reads)."""
     meter = SpeechMeter(ANALYSIS_RATE)
     decoded = 0
 
@@ -77,6 +78,10 @@ def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None,
             yield block
 
     blocks = decode_blocks(track.path, what=what, block_s=BLOCK_S, copy=copy)
+    if keep is not None:
+        if keep.rate != ANALYSIS_RATE:
+            raise ValueError(f"the analysis decodes at {ANALYSIS_RATE} Hz, not {keep.rate} Hz")
+        blocks = keep.kept(blocks)
     regions = speech_regions_in(metered(blocks), vad or VadSettings())
     decoded_s = decoded / ANALYSIS_RATE
     speech_lufs = meter.loudness([(r.start, r.end) for r in regions]) if regions else SILENCE_LUFS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -40,6 +40,23 @@ class PcmCopy:
         """The copy as float32 blocks of ``block_s`` seconds (the last one shorter)."""
         with self.path.open("rb", buffering=0) as handle:
             yield from _float_blocks(handle, max(1, int(block_s * self.rate)) * 4, 4)
+
+    def kept(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Pass ``blocks`` (mono float32 at the copy's rate) through, writing them to the copy; the copy appears
+        only when every block has been passed on (a stream stopped early or failed leaves none)."""
+        partial = self.path.with_name(f".{self.path.name}.partial")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        done = False
+        try:
+            with partial.open("wb") as handle:
+                for block in blocks:
+                    handle.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
+                    yield block
+            os.replace(partial, self.path)
+            done = True
+        finally:
+            if not done:
+                partial.unlink(missing_ok=True)
 
 
 def _float_blocks(stream: IO[bytes], block_bytes: int, frame: int) -> Iterator[np.ndarray]:

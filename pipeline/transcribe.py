@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.audio import ANALYSIS_RATE, decode_blocks
+from pipeline.audio import ANALYSIS_RATE, PcmCopy, decode_blocks
 from pipeline.errors import TranscriptionError
 from pipeline.models import ModelRef
 from pipeline.transcript import Segment, TrackTranscript, Word
@@ -148,19 +148,22 @@ def check_language(model: SpeechModel, language: str | None, *, what: str) -> No
         )
 
 
-def detect_language(path: Path, regions: Sequence[SpeechRegion], model: SpeechModel, *, what: str = "") -> str:
-    """The language spoken in the longest speech of the track (up to 30 s of it)."""
+def detect_language(path: Path, regions: Sequence[SpeechRegion], model: SpeechModel, *, what: str = "",
+                    audio: PcmCopy | None = None) -> str:
+    """The language spoken in the longest speech of the track (up to 30 s of it); ``audio``: the track already
+    decoded at 16 kHz, read instead of decoding it again."""
     what = what or str(path)
     if model.english_only:
         return "en"
     if not regions:
         raise TranscriptionError(f"{what}: no speech to detect the language from; set 'language' in room.json")
     settings = TranscribeSettings()
-    audio, _pieces = next(_chunks(path, _longest(regions, settings), settings, what=what), (None, None))
-    if audio is None:
+    chunk, _pieces = next(_chunks(path, _longest(regions, settings), settings, what=what, audio=audio),
+                          (None, None))
+    if chunk is None:
         raise TranscriptionError(f"{what}: the track ends before its speech; set 'language' in room.json")
     try:
-        language, probability = model._detect_language(audio)
+        language, probability = model._detect_language(chunk)
     except Exception as exc:  # translate whatever the model raises, in one place
         raise TranscriptionError(f"{what}: language detection failed: {exc}") from exc
     log.info("%s: detected language %s (p=%.2f)", what, language, probability)
@@ -169,16 +172,18 @@ def detect_language(path: Path, regions: Sequence[SpeechRegion], model: SpeechMo
 
 def transcribe_track(path: Path, regions: Sequence[SpeechRegion], *, track_index: int, speaker: str, offset: float,
                      model: SpeechModel, language: str | None, settings: TranscribeSettings = TranscribeSettings(),
-                     what: str = "") -> TrackTranscript:
-    """Transcribe the speech regions of one track; every word on the room clock and tagged with ``speaker``."""
+                     what: str = "", audio: PcmCopy | None = None) -> TrackTranscript:
+    """Transcribe the speech regions of one track; every word on the room clock and tagged with ``speaker``.
+    ``audio``: the track already decoded at 16 kHz (by its analysis), read instead of decoding it again."""
     what = what or str(path)
     check_language(model, language, what=what)
     if not regions:
         return TrackTranscript(track_index, speaker, language or "und", ())
     # Whisper knows "en", not "en-GB": a room's regional tag is reduced to its language.
-    language = language.split("-")[0].lower() if language else detect_language(path, regions, model, what=what)
+    language = language.split("-")[0].lower() if language else detect_language(path, regions, model, what=what,
+                                                                                audio=audio)
     words: list[Word] = []
-    for batch in _batches(_chunks(path, regions, settings, what=what), settings.batch_size):
+    for batch in _batches(_chunks(path, regions, settings, what=what, audio=audio), settings.batch_size):
         words += _transcribe_batch(batch, model, language, settings, offset, speaker, what=what)
     segments = split_segments(words, pause_s=settings.pause_s)
     log.info("%s: %d words in %d segments from %.1f s of speech", what, len(words), len(segments),
@@ -231,14 +236,20 @@ _CUT_FRAME = ANALYSIS_RATE // 50
 _CUT_FRAMES = 5
 
 
-def _chunks(path: Path, regions: Sequence[SpeechRegion], settings: TranscribeSettings, *,
-            what: str) -> Iterator[tuple[np.ndarray, list[_Piece]]]:
-    """The packed chunks of a track's speech, from one streamed decode of it: only the block being read, the part
-    of a region being cut and the chunk being packed are held, however long the track or its regions."""
+def _chunks(path: Path, regions: Sequence[SpeechRegion], settings: TranscribeSettings, *, what: str,
+            audio: PcmCopy | None = None) -> Iterator[tuple[np.ndarray, list[_Piece]]]:
+    """The packed chunks of a track's speech, from one streamed decode of it (or from ``audio``, the track
+    already decoded at 16 kHz): only the block being read, the part of a region being cut and the chunk being
+    packed are held, however long the track or its regions."""
     regions = _merged(regions)
     if not regions:
         return
-    blocks = decode_blocks(path, what=what, block_s=_STREAM_BLOCK_S, duration=regions[-1].end + 0.1)
+    if audio is not None:
+        if audio.rate != ANALYSIS_RATE:
+            raise ValueError(f"transcription reads {ANALYSIS_RATE} Hz audio, not {audio.rate} Hz")
+        blocks = audio.blocks(_STREAM_BLOCK_S)
+    else:
+        blocks = decode_blocks(path, what=what, block_s=_STREAM_BLOCK_S, duration=regions[-1].end + 0.1)
     yield from _packed(_parts(_slices(blocks, regions), regions, settings.chunk_s), settings)
 
 

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pipeline.audio import ANALYSIS_RATE, PcmCopy, decode_blocks
@@ -93,3 +94,57 @@ def test_a_decode_that_stops_early_or_fails_leaves_no_copy(short_room: Path, tmp
     samples = sum(block.size for block in decode_blocks(track.path, what="test", copy=whole))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.opus", "whole.f32"]
     assert abs(whole.path.stat().st_size / 4 / 44_100 - samples / ANALYSIS_RATE) < 0.01
+
+
+def test_a_copy_kept_from_a_stream_exists_only_when_the_stream_ended(short_room: Path, tmp_path: Path) -> None:
+    """``PcmCopy.kept`` passes the blocks on unchanged and keeps them; a reader that stops early, or a decode that
+    fails, leaves no copy."""
+    track = load_room(short_room).tracks[0]
+    whole = PcmCopy(tmp_path / "whole.f32", ANALYSIS_RATE)
+    passed = np.concatenate(list(whole.kept(decode_blocks(track.path, what="test", block_s=1.0))))
+    assert np.array_equal(np.concatenate(list(whole.blocks(7.0))), passed)
+    early = PcmCopy(tmp_path / "early.f32", ANALYSIS_RATE)
+    blocks = early.kept(decode_blocks(track.path, what="test", block_s=1.0))
+    assert next(blocks).size == ANALYSIS_RATE
+    blocks.close()  # type: ignore[attr-defined]
+    broken = tmp_path / "broken.opus"
+    broken.write_bytes(track.path.read_bytes()[:200] + bytes(5000))
+    failed = PcmCopy(tmp_path / "failed.f32", ANALYSIS_RATE)
+    with pytest.raises(MediaError):
+        for _ in failed.kept(decode_blocks(broken, what="test")):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.opus", "whole.f32"]
+
+
+@pytest.mark.model
+def test_transcription_reads_the_decode_of_its_analysis(short_room: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A track's transcription reads the 16 kHz audio its analysis decoded (the track is decoded once per task),
+    gets the same words as from a decode of its own, and the kept audio is gone when the task ends."""
+    import pipeline.transcribe
+
+    decodes: list[Path] = []
+    real_decode = pipeline.transcribe.decode_blocks
+
+    def decode(path: Path, **kwargs: Any) -> Any:
+        decodes.append(path)
+        return real_decode(path, **kwargs)
+
+    monkeypatch.setattr(pipeline.transcribe, "decode_blocks", decode)
+    settings = Settings(store=str(tmp_path / "store"), database_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+                        work_dir=tmp_path / "work")
+    job = jobs.ingest(settings, short_room)
+    index = max(job.tracks, key=lambda i: load_room(short_room).tracks[i].info.duration)
+    once = jobs.load_track_results(settings, [jobs.process_track(settings, job, index)])[0][1]
+    assert once is not None
+    once_words = [(w.text, w.start, w.end) for s in once.segments for w in s.words]
+    assert decodes == [] and once_words
+    assert not list((tmp_path / "work").rglob("*.f32*"))
+
+    monkeypatch.setattr(jobs, "speech_copy", lambda *args: None)  # no room for the copy: the track is decoded again
+    settings = Settings(store=str(tmp_path / "store2"), database_url=f"sqlite:///{tmp_path / 'catalog2.sqlite'}",
+                        work_dir=tmp_path / "work2")
+    job = jobs.ingest(settings, short_room)
+    twice = jobs.load_track_results(settings, [jobs.process_track(settings, job, index)])[0][1]
+    assert decodes and twice is not None
+    assert [(w.text, w.start, w.end) for s in twice.segments for w in s.words] == once_words

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.analysis import TrackAnalysis, analyse_track
-from pipeline.audio import PcmCopy
+from pipeline.audio import ANALYSIS_RATE, PcmCopy
 from pipeline.errors import InvalidRoom, StorageError
-from pipeline.manifest import MANIFEST_NAME, Room, load_room
+from pipeline.manifest import MANIFEST_NAME, Room, Track, load_room
 from pipeline.mix import MixSettings
 from pipeline.transcript import TrackTranscript
 from storage.catalog import Catalog
@@ -170,6 +170,15 @@ def copies_fit(settings: Settings, room: Room, copy: PcmCopy) -> bool:
     return needed <= settings.keep_decoded_mb * 2**20 and needed * 2 <= shutil.disk_usage(copy.path.parent).free
 
 
+def speech_copy(settings: Settings, job: Job, track: Track) -> PcmCopy | None:
+    """Where the analysis keeps its 16 kHz decode of ``track`` for the transcription that follows it in the same
+    task (removed when the task ends), or None when twice its size is not free on the disk."""
+    folder = Path(settings.work_dir) / job.episode_id / f"{DECODED_PREFIX}{job.input_hash[:16]}"
+    copy = PcmCopy(folder / f"track-{track.index}-speech.f32", ANALYSIS_RATE)
+    folder.mkdir(parents=True, exist_ok=True)
+    return copy if track.info.duration * ANALYSIS_RATE * 4 * 2 <= shutil.disk_usage(folder).free else None
+
+
 def process_track(settings: Settings, job: Job, track_index: int, *, keep_decoded: bool = False) -> str:
     """Analyse (VAD + speech loudness) and transcribe one track; return the storage key of its result.
     ``keep_decoded``: the mix will run on this machine (an in-process run), so the analysis keeps the track
@@ -185,13 +194,19 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
     copy = decoded_copy(settings, job, track_index) if keep_decoded else None
     if copy is not None and not copies_fit(settings, room, copy):
         copy = None
-    analysis = analyse_track(track, what=what, copy=copy)
-    result: dict[str, Any] = {"analysis": analysis.to_dict(), "transcript": None}
-    if settings.transcribe:
-        from workers.transcription import transcribe
+    speech = speech_copy(settings, job, track) if settings.transcribe else None
+    try:
+        analysis = analyse_track(track, what=what, copy=copy, keep=speech)
+        result: dict[str, Any] = {"analysis": analysis.to_dict(), "transcript": None}
+        if settings.transcribe:
+            from workers.transcription import transcribe
 
-        notify(job.episode_id, f"transcribing {track.file}")
-        result["transcript"] = transcribe(settings, room, track, analysis, job.language).to_dict()
+            notify(job.episode_id, f"transcribing {track.file}")
+            audio = speech if speech is not None and speech.path.exists() else None
+            result["transcript"] = transcribe(settings, room, track, analysis, job.language, audio=audio).to_dict()
+    finally:
+        if speech is not None:
+            speech.path.unlink(missing_ok=True)
     ctx.store.put_bytes(key, json.dumps(result).encode(), content_type="application/json")
     notify(job.episode_id, f"track {track.file} done")
     done = sum(1 for index in job.tracks if ctx.store.exists(track_result_key(settings, job, index)))

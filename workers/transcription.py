@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from pipeline.analysis import TrackAnalysis
-from pipeline.audio import decode_blocks
+from pipeline.audio import PcmCopy, decode_blocks
 from pipeline.manifest import Room, Track
 from pipeline.models import resolve_model
 from pipeline.transcribe import SpeechModel, TranscribeSettings, detect_language, load_model, transcribe_track
@@ -41,10 +41,11 @@ def detect_room_language(settings: Settings, room: Room) -> str:
     return language
 
 
-def transcribe(settings: Settings, room: Room, track: Track, analysis: TrackAnalysis,
-               language: str | None) -> TrackTranscript:
+def transcribe(settings: Settings, room: Room, track: Track, analysis: TrackAnalysis, language: str | None, *,
+               audio: PcmCopy | None = None) -> TrackTranscript:
+    """``audio``: the analysis's 16 kHz decode of the track, read instead of decoding the track again."""
     return transcribe_track(
         track.path, analysis.regions, track_index=track.index, speaker=track.speaker, offset=track.start,
         model=speech_model(settings), language=language or room.language, settings=_transcribe_settings(settings),
-        what=f"room {room.id!r}: {track.file}",
+        what=f"room {room.id!r}: {track.file}", audio=audio,
     )
