@@ -230,6 +230,24 @@ def probe_audio(path: Path, *, what: str, timeout: float = 60.0) -> AudioInfo:
     return info
 
 
+def known_probes() -> dict[tuple[str, int, int, int], AudioInfo]:
+    """What this process has probed (file, size, modification time, inode -> info), to hand to another process
+    on this machine working on the same files (:func:`remember_probes`)."""
+    with _PROBED_LOCK:
+        return dict(_PROBED)
+
+
+def remember_probes(probes: dict[tuple[str, int, int, int], AudioInfo]) -> None:
+    """Take probes made by another process on this machine: a file that changed since has another key and is
+    probed again."""
+    with _PROBED_LOCK:
+        for key, info in probes.items():
+            _PROBED[key] = info
+            _PROBED.move_to_end(key)
+        while len(_PROBED) > PROBE_CACHE_SIZE:
+            _PROBED.popitem(last=False)
+
+
 def _probe_audio(path: Path, *, what: str, timeout: float) -> AudioInfo:
     cmd = [
         FFPROBE, "-hide_banner", "-v", "error", "-print_format", "json",

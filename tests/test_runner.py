@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,25 @@ def test_transcription_reads_the_decode_of_its_analysis(short_room: Path, tmp_pa
     twice = jobs.load_track_results(settings, [jobs.process_track(settings, job, index)])[0][1]
     assert decodes and twice is not None
     assert [(w.text, w.start, w.end) for s in twice.segments for w in s.words] == once_words
+
+
+@pytest.mark.model
+def test_each_track_is_probed_once_in_a_run_with_worker_processes(short_room: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ingest probes every track; the worker processes that analyse and transcribe them are handed those probes
+    instead of running ffprobe on every track of the room again (counted by an ffprobe on PATH that logs and runs
+    the real one)."""
+    real = shutil.which("ffprobe")
+    assert real is not None
+    calls = tmp_path / "ffprobe.log"
+    wrapper = tmp_path / "bin" / "ffprobe"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nfor last; do :; done\necho "$last" >> {calls}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    settings = Settings(store=str(tmp_path / "store"), database_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+                        work_dir=tmp_path / "work")
+    assert process_room(settings, short_room, processes=2)["status"] == "published"
+    probed = [Path(line).name for line in calls.read_text().splitlines()]
+    tracks = [Path(str(t["file"])).name for t in manifest(short_room)["tracks"]]
+    assert sorted(p for p in probed if p in tracks) == sorted(tracks), probed

@@ -17,6 +17,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pipeline.ffmpeg import AudioInfo, known_probes, remember_probes
 from pipeline.manifest import MANIFEST_NAME, load_room
 from workers import jobs, tasks
 from workers.config import Settings
@@ -58,8 +59,9 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
 def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job) -> dict[int, str]:
     keys: dict[int, str] = {}
     notify(job.episode_id, "analysing and transcribing tracks", 0.0)
-    futures = {pool.submit(jobs.process_track, settings, job, index, keep_decoded=True): index
-               for index in _heaviest_first(settings, job)}
+    order = _heaviest_first(settings, job)
+    probes = known_probes()  # every track was probed by ingest here: a worker process need not probe them again
+    futures = {pool.submit(_process_track, settings, job, index, probes): index for index in order}
     for future in as_completed(futures):
         keys[futures[future]] = future.result()
         notify(job.episode_id, "analysing and transcribing tracks", len(keys) / len(job.tracks))
@@ -88,6 +90,12 @@ def _track_count(room_dir: Path) -> int:
     except (OSError, ValueError, AttributeError):
         return 0
     return len(tracks) if isinstance(tracks, list) else 0
+
+
+def _process_track(settings: Settings, job: jobs.Job, index: int,
+                   probes: dict[tuple[str, int, int, int], AudioInfo]) -> str:
+    remember_probes(probes)
+    return jobs.process_track(settings, job, index, keep_decoded=True)
 
 
 def _warm_up(settings: Settings) -> None:
