@@ -153,10 +153,12 @@ def test_transcription_reads_the_decode_of_its_analysis(short_room: Path, tmp_pa
 
 @pytest.mark.model
 def test_each_track_is_probed_once_in_a_run_with_worker_processes(short_room: Path, tmp_path: Path,
+                                                                   room_copy: Any,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Ingest probes every track; the worker processes that analyse and transcribe them are handed those probes
     instead of running ffprobe on every track of the room again (counted by an ffprobe on PATH that logs and runs
-    the real one)."""
+    the real one). The room is a fresh copy: files this test process probed before would not be probed at all."""
+    short_room = room_copy(short_room)
     real = shutil.which("ffprobe")
     assert real is not None
     calls = tmp_path / "ffprobe.log"
