@@ -65,6 +65,13 @@ def speech_regions(path: Path, *, what: str, settings: VadSettings | None = None
     return regions
 
 
+def warm_up() -> None:
+    """Import the VAD and load its model now (both are kept for the process), e.g. while a room is validated."""
+    from faster_whisper.vad import get_vad_model
+
+    get_vad_model()
+
+
 def speech_regions_in(blocks: Iterator[np.ndarray], settings: VadSettings) -> tuple[SpeechRegion, ...]:
     """Speech regions of a stream of 16 kHz mono blocks (see :func:`pipeline.audio.decode_blocks`)."""
     from faster_whisper.vad import VadOptions
