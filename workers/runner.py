@@ -43,9 +43,9 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
         # Analysis alone needs no model: threads suffice (ffmpeg decodes in its own process, the VAD and numpy
         # release the GIL) and no worker process has to start.
         with ThreadPoolExecutor(max_workers=workers) as threads:
-            warming = threads.submit(vad.warm_up)  # while ingest waits on ffprobe and ffmpeg
+            vad_ready = threads.submit(vad.warm_up)  # while ingest waits on ffprobe and ffmpeg
             job = jobs.ingest(settings, room_dir)
-            warming.result()
+            vad_ready.result()
             keys = _run_tracks(threads, settings, job)
         return jobs.finish(settings, job, [keys[i] for i in job.tracks])
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold model threads
