@@ -4,6 +4,7 @@ embedded chapters, on rooms built here from espeak-ng speech and generated click
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import pytest
 from mutagen.id3 import ID3
 from mutagen.mp4 import MP4
 
+import pipeline.loudness
 from pipeline.analysis import TrackAnalysis, analyse_track
 from pipeline.audio import PcmCopy
 from pipeline.chapters import Chapter
-from pipeline.loudness import measure_file
+from pipeline.loudness import MEASURE_BLOCK_S, measure_file
 from pipeline.manifest import load_room
 from pipeline.master import MasterSettings, Tags, master
 from pipeline.mix import (
@@ -276,24 +278,30 @@ def test_a_track_shorter_than_its_declared_span_is_reported(click_room: tuple[Pa
     assert second.warnings == ()
 
 
-def test_a_peak_between_samples_is_found_where_the_meter_cuts_its_blocks(tmp_path: Path) -> None:
-    """A quarter-rate tone at 45 degrees has every sample 3 dB under its peak. One burst of it, centred on the
-    meter's 10 s block boundary in quiet noise, and a louder-sampled but lower-peaked burst before it: the true
-    peak reported is the tone's amplitude, not any sample's."""
+@pytest.mark.parametrize("block_s", [MEASURE_BLOCK_S, 0.37, 10.0])
+def test_a_peak_between_samples_is_found_where_the_meter_cuts_its_blocks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_s: float) -> None:
+    """A quarter-rate tone at 45 degrees has every sample 3 dB under its peak. One burst of it, centred on one of
+    the meter's block boundaries in quiet noise, and a louder-sampled but lower-peaked burst before it: the true
+    peak reported is the tone's amplitude, not any sample's; and the report is the same whatever the block size."""
     rate = 44_100
     audio = np.random.default_rng(3).normal(0, 0.01, rate * 25).astype(np.float32)
     n = np.arange(int(0.05 * rate))
     hann = np.sin(np.pi * (n + 0.5) / n.size) ** 2
     audio[2 * rate:2 * rate + n.size] = 0.7 * hann * np.sin(np.pi / 2 * n)  # samples reach 0.7, peak 0.7
     burst = 0.9 * hann * np.sin(np.pi / 2 * n + np.pi / 4)  # samples reach 0.64, peak 0.9
-    at = 10 * rate - n.size // 2
+    boundary = int(block_s * rate) * math.ceil(10.0 / block_s)  # the first block boundary from 10 s on
+    at = boundary - n.size // 2
     audio[at:at + n.size] = burst
     path = tmp_path / "burst.wav"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "-",
                     "-c:a", "pcm_f32le", str(path)], input=audio.tobytes(), check=True)
+    default = measure_file(path, what="test")
+    monkeypatch.setattr(pipeline.loudness, "MEASURE_BLOCK_S", block_s)
     report = measure_file(path, what="test")
     assert float(np.max(np.abs(audio))) < 0.75
     assert abs(report.true_peak_dbtp - 20 * np.log10(0.9)) <= 0.1, report
+    assert report == default
 
 
 @pytest.mark.parametrize("rate", [44_100, 48_000, 32_000])
