@@ -223,10 +223,7 @@ def probe_audio(path: Path, *, what: str, timeout: float = 60.0) -> AudioInfo:
                 return known
     info = _probe_audio(path, what=what, timeout=timeout)
     if key is not None:
-        with _PROBED_LOCK:
-            _PROBED[key] = info
-            while len(_PROBED) > PROBE_CACHE_SIZE:
-                _PROBED.popitem(last=False)
+        remember_probes({key: info})
     return info
 
 
@@ -238,8 +235,8 @@ def known_probes() -> dict[tuple[str, int, int, int], AudioInfo]:
 
 
 def remember_probes(probes: dict[tuple[str, int, int, int], AudioInfo]) -> None:
-    """Take probes made by another process on this machine: a file that changed since has another key and is
-    probed again."""
+    """Keep probes, made here or by another process on this machine: a file that changed since has another key and
+    is probed again. The oldest are forgotten past PROBE_CACHE_SIZE."""
     with _PROBED_LOCK:
         for key, info in probes.items():
             _PROBED[key] = info

@@ -375,7 +375,7 @@ def _transcribe_batch(batch: list[tuple[np.ndarray, list[_Piece]]], model: Speec
     Whisper passed over (see :func:`_passed_over`) is transcribed again on its own, and the pass that heard more of
     it is kept."""
     heard = _heard(batch, model, language, settings, what=what)
-    words = [w for kept, _raw in heard for w in kept]
+    words = [w for kept, _counts in heard for w in kept]
     again = _passed_over(batch, heard)
     if again:
         log.info("%s: Whisper passed over speech in a packed chunk: transcribing %d region(s) again, each alone", what,
@@ -383,7 +383,7 @@ def _transcribe_batch(batch: list[tuple[np.ndarray, list[_Piece]]], model: Speec
         retried: list[tuple[list[_ChunkWord], dict[_Piece, int]]] = []
         for chunks in _batches([chunk for chunk, _first in again], settings.batch_size):
             retried += _heard(chunks, model, language, settings, what=what)
-        for (_chunk, first), (kept, _raw) in zip(again, retried, strict=True):
+        for (_chunk, first), (kept, _counts) in zip(again, retried, strict=True):
             if len(kept) > sum(w.piece == first for w in words):
                 words = [w for w in words if w.piece != first] + kept
     return _to_words(words, offset, speaker)
@@ -433,7 +433,7 @@ def _passed_over(batch: list[tuple[np.ndarray, list[_Piece]]],
                                                                                               list[_Piece]], _Piece]]:
     """The regions of ``batch`` to transcribe again, each as a chunk of its own, with the region it was."""
     out = []
-    for (audio, pieces), (_kept, counts) in zip(batch, heard, strict=True):
+    for (audio, pieces), (_words, counts) in zip(batch, heard, strict=True):
         again: set[int] = set()
         total_words = sum(counts.values())
         total_s = sum(p.chunk_end - p.chunk_start for p in pieces)

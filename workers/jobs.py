@@ -155,11 +155,15 @@ def record_room(catalog: Catalog, room: Room, digest: str) -> None:
 DECODED_PREFIX = "decoded-"
 
 
+def _copies_folder(settings: Settings, job: Job) -> Path:
+    """Where a room's tracks are kept decoded on this machine (removed by :func:`finish`)."""
+    return Path(settings.work_dir) / job.episode_id / f"{DECODED_PREFIX}{job.input_hash[:16]}"
+
+
 def decoded_copy(settings: Settings, job: Job, track_index: int) -> PcmCopy:
     """Where a track's decode at the mixing rate is kept between its analysis and the mix (this machine only;
     the mix reads it only if it exists)."""
-    folder = Path(settings.work_dir) / job.episode_id / f"{DECODED_PREFIX}{job.input_hash[:16]}"
-    return PcmCopy(folder / f"track-{track_index}.f32", MixSettings().sample_rate)
+    return PcmCopy(_copies_folder(settings, job) / f"track-{track_index}.f32", MixSettings().sample_rate)
 
 
 def copies_fit(settings: Settings, room: Room, copy: PcmCopy) -> bool:
@@ -173,7 +177,7 @@ def copies_fit(settings: Settings, room: Room, copy: PcmCopy) -> bool:
 def speech_copy(settings: Settings, job: Job, track: Track) -> PcmCopy | None:
     """Where the analysis keeps its 16 kHz decode of ``track`` for the transcription that follows it in the same
     task (removed when the task ends), or None when twice its size is not free on the disk."""
-    folder = Path(settings.work_dir) / job.episode_id / f"{DECODED_PREFIX}{job.input_hash[:16]}"
+    folder = _copies_folder(settings, job)
     copy = PcmCopy(folder / f"track-{track.index}-speech.f32", ANALYSIS_RATE)
     folder.mkdir(parents=True, exist_ok=True)
     return copy if track.info.duration * ANALYSIS_RATE * 4 * 2 <= shutil.disk_usage(folder).free else None
