@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -39,7 +39,7 @@ class PcmCopy:
     def blocks(self, block_s: float) -> Iterator[np.ndarray]:
         """The copy as float32 blocks of ``block_s`` seconds (the last one shorter)."""
         with self.path.open("rb", buffering=0) as handle:
-            yield from _float_blocks(handle, max(1, int(block_s * self.rate)) * 4, 4)
+            yield from float_blocks(handle, max(1, int(block_s * self.rate)) * 4, 4)
 
     def kept(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Pass ``blocks`` (mono float32 at the copy's rate) through, writing them to the copy; the copy appears
@@ -59,7 +59,7 @@ class PcmCopy:
                 partial.unlink(missing_ok=True)
 
 
-def _float_blocks(stream: IO[bytes], block_bytes: int, frame: int) -> Iterator[np.ndarray]:
+def float_blocks(stream: IO[bytes], block_bytes: int, frame: int) -> Iterator[np.ndarray]:
     """Raw float32 from ``stream`` in reads of ``block_bytes``, as flat arrays of whole ``frame``-byte frames (a
     frame split between two reads goes out with the second)."""
     pending = b""
@@ -93,24 +93,39 @@ def stream_pcm(path: Path, *, what: str, block_s: float, rate: int, channels: in
             raise ValueError("a decoded copy is made of whole tracks only")
         partial = copy.path.with_name(f".{copy.path.name}.partial")
         cmd += ["-map", "0:a:0", "-ac", "1", "-ar", str(copy.rate), "-f", "f32le", "-y", str(partial)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    widen_pipe(proc.stdout)  # ffmpeg decodes the next stretch while this one is worked on
-    frame = 4 * channels
-    try:
-        for block in _float_blocks(proc.stdout, max(1, int(block_s * rate)) * frame, frame):
-            yield block.reshape(-1, channels)
-    finally:
-        proc.stdout.close()
-        stderr = proc.stderr.read().decode(errors="replace")
-        rc = proc.wait()
+
+    def finished(rc: int) -> None:
         if partial is not None and copy is not None:
             if rc == 0:
                 os.replace(partial, copy.path)
             else:  # stopped early or failed: no copy rather than a short one
                 partial.unlink(missing_ok=True)
+
+    return pcm_from(cmd, what=what, block_s=block_s, rate=rate, channels=channels, finished=finished)
+
+
+def pcm_from(cmd: list[str], *, what: str, block_s: float, rate: int, channels: int,
+             finished: Callable[[int], None] | None = None,
+             failure: str = "could not decode the audio") -> Iterator[np.ndarray]:
+    """Run ``cmd``, an ffmpeg writing raw float32 audio (``rate``, ``channels``) to stdout, and yield that audio in
+    blocks of ``block_s`` seconds shaped (samples, channels); ``finished(exit code)`` is called once ffmpeg has
+    ended, whether it failed, was stopped early or did its work. A failure raises :class:`MediaError` (``failure``
+    says what went wrong)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    widen_pipe(proc.stdout)  # ffmpeg decodes the next stretch while this one is worked on
+    frame = 4 * channels
+    try:
+        for block in float_blocks(proc.stdout, max(1, int(block_s * rate)) * frame, frame):
+            yield block.reshape(-1, channels)
+    finally:
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode(errors="replace")
+        rc = proc.wait()
+        if finished is not None:
+            finished(rc)
     if rc != 0:
-        raise MediaError(f"{what}: could not decode the audio", shlex.join(cmd), stderr[-2000:])
+        raise MediaError(f"{what}: {failure}", shlex.join(cmd), stderr[-2000:])
 
 
 def decode(path: Path, *, what: str, start: float = 0.0, duration: float | None = None) -> np.ndarray:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,14 +159,20 @@ def measure_file(path: Path, *, what: str) -> LoudnessReport:
     """
     info = probe_audio(path, what=what)
     rate, channels = info.sample_rate, max(1, info.channels)
+    return measure_blocks(stream_pcm(path, what=f"{what}: measuring", block_s=MEASURE_BLOCK_S, rate=rate,
+                                     channels=channels, resample=False), rate=rate, channels=channels)
+
+
+def measure_blocks(blocks: Iterable[np.ndarray], *, rate: int, channels: int) -> LoudnessReport:
+    """:func:`measure_file`'s report of audio arriving as float32 blocks shaped (samples, channels), such as the
+    blocks of MEASURE_BLOCK_S that :func:`pipeline.audio.pcm_from` reads from a decoder."""
     step = int(rate * STEP_S)
     weights = _k_weights(rate, step)
     energies: list[np.ndarray] = []
     peak = 0.0
     tail = np.zeros((0, channels), dtype=np.float32)
     pending = np.zeros((0, channels), dtype=np.float32)
-    for block in stream_pcm(path, what=f"{what}: measuring", block_s=MEASURE_BLOCK_S, rate=rate, channels=channels,
-                            resample=False):
+    for block in blocks:
         frames = np.concatenate([pending, block]) if pending.size else block
         whole = frames.shape[0] // step * step
         pending, frames = frames[whole:], frames[:whole]
@@ -178,8 +184,8 @@ def measure_file(path: Path, *, what: str) -> LoudnessReport:
     if pending.size:
         peak = max(peak, float(np.max(np.abs(pending))))
     steps = np.concatenate(energies) if energies else np.zeros(0)
-    blocks = np.convolve(steps, np.ones(4) / 4, mode="valid") if steps.size >= 4 else np.zeros(0)
-    integrated = gated_loudness(blocks) if blocks.size else SILENCE_LUFS
+    gating = np.convolve(steps, np.ones(4) / 4, mode="valid") if steps.size >= 4 else np.zeros(0)
+    integrated = gated_loudness(gating) if gating.size else SILENCE_LUFS
     return LoudnessReport(round(integrated, 2), round(_loudness_range(steps), 2),
                           round(20 * math.log10(peak), 2) if peak > 0 else float("-inf"))
 

@@ -3,10 +3,11 @@
 Every track is decoded once, by its own ffmpeg process (or read from the copy its analysis kept), mixed here
 with its envelope (gate, levelling; :func:`pipeline.mix.mixed_blocks`), brought to the mastering gain and held
 under the peak ceiling (:mod:`pipeline.limiter`) once for every format; each format's encoder
-(:func:`pipeline.master.encode`: tags, chapters, cover) reads the result from its stdin in its own process, so
-mixing and every encoder run side by side and nothing is written but the replay files. The mastering gain comes from the
-loudness the plan predicts. Every encoded file is then measured (loudness and true peak, encoder overshoot
-included): a format that misses is rendered again, alone, with its gain corrected and its limiter lowered.
+(:func:`pipeline.master.encoder_args`) reads the result from its stdin in its own process, so mixing and every
+encoder run side by side and nothing is written but the replay files. The mastering gain comes from the loudness
+the plan predicts. As each encoder ends, its file is tagged (tags, chapters, cover, by a stream copy) and measured
+(loudness and true peak, encoder overshoot included) in one pass: :func:`pipeline.master.tag_and_measure`. A
+format that misses is rendered again, alone, with its gain corrected and its limiter lowered.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pipeline.audio import PcmCopy
 from pipeline.chapters import Chapter
 from pipeline.ffmpeg import ProgressCallback, feed_ffmpeg
 from pipeline.limiter import limited
-from pipeline.loudness import LoudnessReport, measure_file
+from pipeline.loudness import LoudnessReport
 from pipeline.manifest import Room
 from pipeline.master import (
     ENCODER_OFFSET_LU,
@@ -35,10 +36,12 @@ from pipeline.master import (
     MasterResult,
     MasterSettings,
     Tags,
-    encode,
+    encoder_args,
     ffmetadata,
     first_limiter,
     master_formats,
+    tag_and_measure,
+    untagged,
 )
 from pipeline.mix import MixPlan, MixSettings, mixed_blocks, plan_mix
 
@@ -63,11 +66,7 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
         tmp = Path(folder)
         meta = tmp / "chapters.ffmeta"
         meta.write_text(ffmetadata(tags, chapters), encoding="utf-8")
-        # An encoder has a second input (tags and chapters), so ffmpeg reads the mix on a thread through a queue of
-        # 4 KB packets; at the default 8 packets the encoder sleeps 10 ms whenever the queue runs dry, which
-        # doubled the time of a render. 4096 packets (16 MB) keep it fed.
-        stream = ["-thread_queue_size", "4096", "-f", "f32le", "-ar", str(mix_settings.sample_rate), "-ac", "1",
-                  "-i", "pipe:0"]
+        stream = ["-f", "f32le", "-ar", str(mix_settings.sample_rate), "-ac", "1", "-i", "pipe:0"]
         reports: dict[str, LoudnessReport] = {}
         for attempt in range(1, MAX_PASSES + 1):
             todo = [states[fmt] for fmt in states if fmt not in done]
@@ -78,13 +77,13 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
             # that wants more gain gets the difference in its encoder, after the limiter
             common = min(s.gain for s in todo)
             ceiling = min(s.limiter - (s.gain - common) for s in todo)
-            sinks = [encode(stream, meta, cover, paths[s.fmt], s.fmt, s.gain - common, None, settings, what,
-                            run=False) for s in todo]
+            sinks = [encoder_args(stream, untagged(paths[s.fmt]), s.fmt, s.gain - common, None, settings)
+                     for s in todo]
             mixed = mixed_blocks(room, plan, analyses, mix_settings, what=what, copies=copies)
             reports.update(_encode_and_measure(
                 limited(mixed, common, ceiling, mix_settings.sample_rate), sinks,
-                [(state.fmt, paths[state.fmt]) for state in todo], what=what, rate=mix_settings.sample_rate,
-                progress=progress if attempt == 1 else None))
+                [(state.fmt, paths[state.fmt]) for state in todo], meta=meta, cover=cover, settings=settings,
+                rate=mix_settings.sample_rate, what=what, progress=progress if attempt == 1 else None))
             for state in todo:
                 if state.judge(attempt, reports[state.fmt], settings, what):
                     done[state.fmt] = (EncodedFile(paths[state.fmt], state.fmt, reports[state.fmt]), attempt)
@@ -106,15 +105,20 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
 
 
 def _encode_and_measure(blocks: Iterator[np.ndarray], sinks: list[list[str]], files: list[tuple[str, Path]], *,
-                        what: str, rate: int, progress: ProgressCallback | None) -> dict[str, LoudnessReport]:
-    """Feed the mix to every encoder, and measure each file as soon as its encoder is done (while a slower encoder
-    still runs)."""
+                        meta: Path, cover: Path | None, settings: MasterSettings, rate: int, what: str,
+                        progress: ProgressCallback | None) -> dict[str, LoudnessReport]:
+    """Feed the mix to every encoder; as soon as one is done (while a slower encoder still runs), tag its file and
+    measure it, both in one pass (:func:`pipeline.master.tag_and_measure`)."""
+    def finish(fmt: str, path: Path) -> LoudnessReport:
+        report = tag_and_measure(untagged(path), meta, cover, path, fmt, settings, what=what)
+        untagged(path).unlink()
+        return report
+
     measuring: dict[str, Future[LoudnessReport]] = {}
     with ThreadPoolExecutor(max_workers=len(files)) as pool:
-        def measure(index: int) -> None:
-            fmt, path = files[index]
-            measuring[fmt] = pool.submit(measure_file, path, what=f"{what}: measuring {path.name}")
+        def done(index: int) -> None:
+            measuring[files[index][0]] = pool.submit(finish, *files[index])
 
         feed_ffmpeg(blocks, sinks, sink_whats=[f"{what}: encoding {fmt}" for fmt, _ in files],
-                    bytes_per_second=4.0 * rate, progress=progress, on_exit=measure)
+                    bytes_per_second=4.0 * rate, progress=progress, on_exit=done)
         return {fmt: future.result() for fmt, future in measuring.items()}

@@ -261,6 +261,27 @@ def test_tracks_land_on_their_offsets_within_20_ms(click_room: tuple[Path, list[
         assert abs(onset / RATE - expected_at) <= 0.020, (when, onset / RATE - expected_at)
 
 
+def test_tracks_land_on_their_offsets_in_the_published_files(click_room: tuple[Path, list[float]],
+                                                             tmp_path: Path) -> None:
+    """The encoders' delay and the stream copy that tags the files move nothing: each click is where the manifest
+    puts it in the MP3 and the M4A as decoded by ffmpeg. (Mastering raises the noise to the loudness target and
+    holds the clicks under the ceiling, so a click is found as the loudest sample near it, not by its onset.)"""
+    folder, expected = click_room
+    room = load_room(folder)
+    analyses = [analyse_track(t, what=t.file) for t in room.tracks]
+    plan, result = render_replay(room, analyses, tmp_path, tags=Tags("Clicks", "tests", "tests"),
+                                 chapters=[Chapter(0.0, 1.0, "All", "s0")],
+                                 mix_settings=MixSettings(gate_floor_db=0.0, compressor_ratio=1.0))
+    for encoded in result.files:
+        audio = _decode(encoded.path)
+        for when in expected:
+            expected_at = when - plan.trim_start
+            lo = int((expected_at - 0.25) * RATE)
+            loudest = lo + int(np.argmax(np.abs(audio[lo:lo + RATE // 2])))
+            assert abs(loudest / RATE - expected_at) <= 0.020, (encoded.format, when, loudest / RATE - expected_at)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["replay.m4a", "replay.mp3"]  # no untagged file left
+
+
 def test_a_track_shorter_than_its_declared_span_is_reported(click_room: tuple[Path, list[float]],
                                                              tmp_path: Path) -> None:
     folder, _ = click_room
