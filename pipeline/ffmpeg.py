@@ -211,11 +211,7 @@ def probe_audio(path: Path, *, what: str, timeout: float = 60.0) -> AudioInfo:
 
     A file probed before in this process, unchanged since (same size, modification time and inode), is not
     probed again: a room's stages each load the manifest, and a worker handles many tracks of one room."""
-    try:
-        st = path.stat()
-        key: tuple[str, int, int, int] | None = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    except OSError:
-        key = None  # ffprobe reports what is wrong with it
+    key = file_key(path)  # None: ffprobe reports what is wrong with it
     if key is not None:
         with _PROBED_LOCK:
             if (known := _PROBED.get(key)) is not None:
@@ -225,6 +221,16 @@ def probe_audio(path: Path, *, what: str, timeout: float = 60.0) -> AudioInfo:
     if key is not None:
         remember_probes({key: info})
     return info
+
+
+def file_key(path: Path) -> tuple[str, int, int, int] | None:
+    """What identifies the contents of ``path`` for the caches of this process: its name, size, modification time
+    and inode (None when it cannot be read)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path), st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def known_probes() -> dict[tuple[str, int, int, int], AudioInfo]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InvalidRoom, MediaError
-from pipeline.ffmpeg import AudioInfo, check_decodes, probe_audio, run_ffmpeg
+from pipeline.ffmpeg import AudioInfo, check_decodes, file_key, probe_audio, run_ffmpeg
 
 MANIFEST_NAME = "room.json"
 VISIBILITIES = ("public", "unlisted", "private")
@@ -354,13 +355,25 @@ def _inside(folder: Path, file: str, problems: _Problems) -> Path | None:
     return resolved
 
 
+# Files whose start and end were test-decoded in this process, by file_key: unchanged since, they are not decoded
+# again when the room is loaded again (the command line validates a room while the rest of roomcast loads).
+_VERIFIED: set[tuple[str, int, int, int]] = set()
+_VERIFIED_LOCK = threading.Lock()
+
+
 def _probe(path: Path, file: str, problems: _Problems, *, verify: bool = True) -> AudioInfo | None:
     what = f"{problems.room_label}: {file}"
     try:
         info = probe_audio(path, what=what)
+        key = file_key(path) if verify else None
+        with _VERIFIED_LOCK:
+            verify = verify and key not in _VERIFIED
         if verify:
             check_decodes(path, what=what)
             _check_ending(path, info, what=what)
+            if key is not None:
+                with _VERIFIED_LOCK:
+                    _VERIFIED.add(key)
     except MediaError as exc:
         detail = exc.stderr_tail.strip().splitlines()[-1] if exc.stderr_tail.strip() else ""
         detail = re.sub(r"\[(\w+) @ 0x[0-9a-f]+\] ", r"\1: ", detail)  # same message on every run

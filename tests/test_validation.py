@@ -133,6 +133,32 @@ def test_corrupt_audio_frames(room: Path) -> None:
     assert_problem(room, "tracks/zoe.flac", "not decodable audio")
 
 
+def test_a_room_loaded_again_is_test_decoded_again_only_where_a_track_changed(room: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line validates a room while roomcast loads, and the run loads it again: the second load decodes
+    no track again, except one that was replaced meanwhile, and so still finds that track broken."""
+    import pipeline.manifest
+
+    decoded: list[str] = []
+    real = pipeline.manifest.check_decodes
+
+    def counting(path: Path, *, what: str, seconds: float = 2.0) -> None:
+        decoded.append(path.name)
+        real(path, what=what, seconds=seconds)
+
+    monkeypatch.setattr(pipeline.manifest, "check_decodes", counting)
+    tracks = len(manifest(room)["tracks"])
+    load_room(room)
+    assert len(decoded) == tracks
+    load_room(room)
+    assert len(decoded) == tracks
+    track = room / "tracks" / "zoe.flac"
+    data = track.read_bytes()
+    track.write_bytes(data[: len(data) // 2])  # another size: a changed file whatever the clock's resolution
+    assert_problem(room, "tracks/zoe.flac", "not decodable audio")
+    assert decoded[tracks:] == ["zoe.flac"] * (len(decoded) - tracks) and len(decoded) > tracks
+
+
 def test_negative_start(room: Path) -> None:
     edit(room, lambda data: data["tracks"][1].update(start=-1))
     assert_problem(room, "room.json", "tracks[1]", "start -1", "negative")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,10 @@ def process(ctx: click.Context, room_dir: Path, out_dir: Path | None, store: str
             no_transcribe: bool, min_chapter_s: float | None, public_url: str | None, processes: int | None,
             quiet: bool) -> None:
     """Process ROOM_DIR in this process: validate, analyse, transcribe, mix, master, publish."""
+    # The room is validated (ffprobe and test decodes) while the rest of roomcast is imported; the run then finds
+    # its tracks probed and checked, unless they changed meanwhile, and reports what was wrong with them.
+    early = threading.Thread(target=_validate_quietly, args=(room_dir,), daemon=True)
+    early.start()
     from workers.progress import listening
     from workers.runner import process_room
 
@@ -112,6 +117,7 @@ def process(ctx: click.Context, room_dir: Path, out_dir: Path | None, store: str
         public_url=public_url, transcribe=False if no_transcribe else None,
     )
     started = time.monotonic()
+    early.join()
     try:
         with listening(StageDisplay(quiet or ctx.obj["quiet"])):
             summary = process_room(settings, room_dir, processes=processes)
@@ -124,6 +130,16 @@ def process(ctx: click.Context, room_dir: Path, out_dir: Path | None, store: str
     summary["elapsed_s"] = round(time.monotonic() - started, 1)
     summary["store"] = settings.store
     click.echo(json.dumps(summary, indent=2))
+
+
+def _validate_quietly(room_dir: Path) -> None:
+    """Load (validate) the room, leaving every problem to the run that follows."""
+    from pipeline.manifest import load_room
+
+    try:
+        load_room(room_dir)
+    except Exception:  # noqa: BLE001 - the run loads the room again and reports what is wrong
+        pass
 
 
 @main.command()
