@@ -20,7 +20,7 @@ from typing import Any
 from pipeline import vad
 from pipeline.ffmpeg import AudioInfo, known_probes, remember_probes
 from pipeline.manifest import MANIFEST_NAME, load_room
-from workers import jobs, tasks
+from workers import jobs
 from workers.config import Settings
 from workers.progress import notify
 
@@ -35,8 +35,10 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
     """Run the whole pipeline for the room in ``room_dir``; return the published episode's summary."""
     room_dir = Path(room_dir).resolve()
     processes = processes or default_processes()
-    tasks.configure(settings, eager=True)
     if processes <= 1:
+        from workers import tasks  # Celery (its import alone is 0.15 s) runs the canvas only here
+
+        tasks.configure(settings, eager=True)
         return tasks.ingest_task.apply(args=(str(room_dir),)).get()
     workers = min(processes, _track_count(room_dir) or processes)
     if not settings.transcribe:
@@ -65,6 +67,7 @@ def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job) -> dict[int, 
     order = _heaviest_first(settings, job)
     probes = known_probes()  # every track was probed by ingest here: a worker process need not probe them again
     futures = {pool.submit(_process_track, settings, job, index, probes): index for index in order}
+    jobs.load_finish_modules()  # while the tracks are worked on, not after
     for future in as_completed(futures):
         keys[futures[future]] = future.result()
         notify(job.episode_id, "analysing and transcribing tracks", len(keys) / len(job.tracks))
