@@ -5,7 +5,8 @@ Run by hand (it is not part of the test suite):
     .venv/bin/python tests/benchmarks/bench_master.py [--minutes 10] [--rounds 3] [--long-minutes 60]
 
 ffmpeg-normalize must be installed (``pip install -e '.[bench]'``). Prints medians, the ratios ours/peer and
-ours/floor, and for each output the integrated loudness, true peak and speaker loudness spread measured with
+ours/floor, the CPU time of each (and the least wall time that CPU time allows on this machine's cores), and for each
+output the integrated loudness, true peak and speaker loudness spread measured with
 pyloudnorm and ffmpeg's ebur128 (independent of roomcast's own meter), then peak RSS for a long room.
 """
 
@@ -42,6 +43,12 @@ def ffmpeg_normalize() -> str:
     if not found:
         sys.exit("ffmpeg-normalize is not installed: pip install -e '.[bench]'")
     return found
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process of this one, and of theirs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_ours(room: Path, work: Path, *, transcribe: bool = False) -> tuple[float, Path, float]:
@@ -147,17 +154,24 @@ def main() -> None:
         room = build_room(base / "bench-master", minutes=args.minutes, speakers=4, spread_db=20.0)
         print(f"room: {args.minutes:.0f} min, 4 speakers, speech levels 20 dB apart, {len(room.turns)} turns")
         times: dict[str, list[float]] = {"ours": [], "peer": [], "floor": []}
+        cpu: dict[str, list[float]] = {"ours": [], "peer": [], "floor": []}
         outputs: dict[str, tuple[Path, float]] = {}
         for n in range(args.rounds):
+            before = children_cpu()
             t, path, shift = run_ours(room.folder, base / "ours")
+            cpu["ours"].append(children_cpu() - before)
             times["ours"].append(t)
             keep = base / "ours.mp3"
             shutil.copy(path, keep)
             outputs["ours"] = (keep, shift)
+            before = children_cpu()
             t, path = run_peer(room.folder, base / "peer")
+            cpu["peer"].append(children_cpu() - before)
             times["peer"].append(t)
             outputs["peer"] = (path, 0.0)
+            before = children_cpu()
             t, path = run_floor(room.folder, base / "floor")
+            cpu["floor"].append(children_cpu() - before)
             times["floor"].append(t)
             outputs["floor"] = (path, 0.0)
             print(f"round {n + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
@@ -167,6 +181,12 @@ def main() -> None:
         print(f"ratio ours/peer  = {med['ours'] / med['peer']:.2f}  (target <= 0.5)")
         print(f"ratio ours/floor = {med['ours'] / med['floor']:.2f}  (target <= 1.5)")
         print(f"speed: {room.duration / med['ours']:.0f}x real time (ours), {room.duration / med['peer']:.0f}x (peer)")
+        work = {k: statistics.median(v) for k, v in cpu.items()}
+        cores = len(os.sched_getaffinity(0))
+        print(f"median CPU time (user + system, every process): ours {work['ours']:.1f} s, peer {work['peer']:.1f} s, "
+              f"floor {work['floor']:.1f} s; CPU ours/floor = {work['ours'] / work['floor']:.2f}")
+        print(f"on {cores} cores ours needs at least {work['ours'] / cores:.1f} s of wall time: ours/floor "
+              f">= {work['ours'] / cores / med['floor']:.2f} however well its processes share the cores")
         for name in ("ours", "peer", "floor"):
             path, shift = outputs[name]
             q = quality(path, room.turns, shift)
