@@ -22,7 +22,7 @@ from pipeline.audio import pcm_from
 from pipeline.chapters import Chapter
 from pipeline.errors import MediaError
 from pipeline.ffmpeg import FFMPEG, ProgressCallback, run_ffmpeg
-from pipeline.loudness import MEASURE_BLOCK_S, LoudnessReport, measure_blocks, measure_file
+from pipeline.loudness import MEASURE_BLOCK_S, LoudnessReport, measure_blocks
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +201,8 @@ class _FormatJob:
         state = FormatState(fmt, self.gain + ENCODER_OFFSET_LU.get(fmt, 0.0), first_limiter(fmt, settings))
         path = self.tmp / f"replay.{fmt}"
         for attempt in range(1, MAX_PASSES + 1):
-            encode(["-i", str(self.mix_path)], self.meta, self.cover, path, fmt, state.gain, state.limiter, settings,
-                   self.what, self.progress if fmt == "mp3" else None)
-            loudness = measure_file(path, what=f"{self.what}: measuring {path.name}")
+            loudness = encode(["-i", str(self.mix_path)], self.meta, self.cover, path, fmt, state.gain,
+                              state.limiter, settings, self.what, self.progress if fmt == "mp3" else None)
             if state.judge(attempt, loudness, settings, self.what):
                 return EncodedFile(path, fmt, loudness), state.gain, state.limiter, attempt, state.notes
         raise state.failure(loudness, settings, self.what)
@@ -211,24 +210,24 @@ class _FormatJob:
 
 def encode(source: list[str], meta: Path, cover: Path | None, path: Path, fmt: str, gain: float,
            limiter: float | None, settings: MasterSettings, what: str,
-           progress: ProgressCallback | None = None) -> None:
-    """Encode the mix (``source``: its input arguments) to ``path`` in ``fmt``, with tags, chapters and cover:
-    :func:`encoder_args`, then :func:`tag_file`."""
+           progress: ProgressCallback | None = None) -> LoudnessReport:
+    """Encode the mix (``source``: its input arguments) to ``path`` in ``fmt``, with tags, chapters and cover, and
+    measure the result: :func:`encoder_args`, then :func:`tag_and_measure`."""
     bare = untagged(path)
     try:
         run_ffmpeg(encoder_args(source, bare, fmt, gain, limiter, settings), what=f"{what}: encoding {fmt}",
                    progress=progress)
-        tag_file(bare, meta, cover, path, fmt, what=what)
+        return tag_and_measure(bare, meta, cover, path, fmt, settings, what=what)
     finally:
         bare.unlink(missing_ok=True)
 
 
 def untagged(path: Path) -> Path:
-    """Where the encoder writes the file that :func:`tag_file` makes ``path`` of."""
+    """Where the encoder writes the file that :func:`tag_and_measure` makes ``path`` of."""
     return path.with_name(f"{path.stem}.untagged{path.suffix}")
 
 
-# The muxer (and its options) of each format's encoded file, which carries no tags yet (see tag_file).
+# The muxer (and its options) of each format's encoded file, which carries no tags yet (see tag_and_measure).
 _FILE_MUXERS = {"mp3": ["-f", "mp3", "-id3v2_version", "0", "-write_xing", "1"], "m4a": ["-f", "mp4"],
                 "opus": ["-f", "opus"]}
 
@@ -237,7 +236,7 @@ def encoder_args(source: list[str], path: Path, fmt: str, gain: float, limiter: 
                  settings: MasterSettings) -> list[str]:
     """ffmpeg arguments encoding the mix (``source``: its input arguments, a file or ``pipe:0``) to ``path`` in
     ``fmt``: gain, limiter (None: the mix arrives limited), the format's codec and bitrate, and no tags (see
-    :func:`tag_file`). The encoder has the mix as its only input: with a second one (the tags), ffmpeg reads the
+    :func:`tag_and_measure`). The encoder has the mix as its only input: with a second one (the tags), ffmpeg reads the
     mix on a thread through a packet queue, which cost about 0.5 s of CPU per encoder on a 10-minute room."""
     mono = settings.channels == 1
     layout = "mono" if mono else "stereo"
@@ -245,8 +244,7 @@ def encoder_args(source: list[str], path: Path, fmt: str, gain: float, limiter: 
     if limiter is not None:
         chain += f"alimiter=limit={10 ** (limiter / 20):.5f}:level=false:latency=true:attack=5:release=80,"
     chain += f"aformat=channel_layouts={layout}"
-    args = [*source, "-map", "0:a", "-af", chain, "-map_metadata", "-1",
-            "-ar", str(48_000 if fmt == "opus" else settings.sample_rate)]
+    args = [*source, "-map", "0:a", "-af", chain, "-map_metadata", "-1", "-ar", str(_output_rate(fmt, settings))]
     if fmt == "mp3":
         kbps = settings.mp3_kbps or (96 if mono else 128)
         args += ["-c:a", "libmp3lame", "-b:a", f"{kbps}k"]
@@ -258,25 +256,24 @@ def encoder_args(source: list[str], path: Path, fmt: str, gain: float, limiter: 
     return [*args, *_FILE_MUXERS[fmt], str(path)]
 
 
-def tag_file(bare: Path, meta: Path, cover: Path | None, path: Path, fmt: str, *, what: str) -> None:
+def tag_and_measure(bare: Path, meta: Path, cover: Path | None, path: Path, fmt: str, settings: MasterSettings, *,
+                    what: str) -> LoudnessReport:
     """Copy the encoded audio of ``bare`` to ``path`` unchanged (a stream copy, about 0.1 s for a 10-minute room:
     the same samples decode from both, encoder delay and padding included), adding the tags and chapters of
     ``meta`` (FFMETADATA) and the cover: ID3v2.3 with CHAP/CTOC and APIC for MP3, MP4 chapters and cover for M4A
-    (with the index in front, for playback while downloading)."""
-    run_ffmpeg(_tagging(bare, meta, cover, path, fmt), what=f"{what}: tagging {fmt}")
-
-
-def tag_and_measure(bare: Path, meta: Path, cover: Path | None, path: Path, fmt: str, settings: MasterSettings, *,
-                    what: str) -> LoudnessReport:
-    """:func:`tag_file`, and in the same ffmpeg the audio being copied is decoded and measured (loudness and true
-    peak, as :func:`pipeline.loudness.measure_file` measures a file): the packets decoded are the ones written to
-    ``path``, so the report is the tagged file's, without reading that file again."""
-    rate, channels = 48_000 if fmt == "opus" else settings.sample_rate, settings.channels
+    (with the index in front, for playback while downloading). The same ffmpeg decodes the audio it copies for
+    the meter (loudness and true peak, as :func:`pipeline.loudness.measure_file` measures a file): the packets
+    decoded are the ones written to ``path``, so the report is the tagged file's, without reading it again."""
+    rate, channels = _output_rate(fmt, settings), settings.channels
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error", *_tagging(bare, meta, cover, path, fmt),
            "-map", "0:a:0", "-ac", str(channels), "-ar", str(rate), "-f", "f32le", "-"]
     blocks = pcm_from(cmd, what=f"{what}: tagging and measuring {fmt}", block_s=MEASURE_BLOCK_S, rate=rate,
                       channels=channels, failure="could not tag or decode the encoded file")
     return measure_blocks(blocks, rate=rate, channels=channels)
+
+
+def _output_rate(fmt: str, settings: MasterSettings) -> int:
+    return 48_000 if fmt == "opus" else settings.sample_rate
 
 
 def _tagging(bare: Path, meta: Path, cover: Path | None, path: Path, fmt: str) -> list[str]:
