@@ -6,6 +6,7 @@ listing every problem at once, each naming the room and the file concerned.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -353,6 +354,34 @@ def _inside(folder: Path, file: str, problems: _Problems) -> Path | None:
         problems.add(file, "the track file is empty (0 bytes)")
         return None
     return resolved
+
+
+# Content hashes of rooms computed in this process, by the file_key of the manifest and of every track.
+_DIGESTS: dict[tuple[object, ...], str] = {}
+_DIGESTS_LOCK = threading.Lock()
+
+
+def content_hash(room: Room) -> str:
+    """SHA-256 of the manifest and of every track (its file name, then its bytes, in track order): the identity
+    of a room's inputs. Remembered for the process while none of the files changes (the command line hashes a
+    room while the rest of roomcast loads)."""
+    tracks = sorted(room.tracks, key=lambda t: t.index)
+    keys = (file_key(room.folder / MANIFEST_NAME), *(file_key(t.path) for t in tracks))
+    key = keys if None not in keys else None
+    with _DIGESTS_LOCK:
+        known = _DIGESTS.get(key) if key is not None else None
+    if known is not None:
+        return known
+    digest = hashlib.sha256((room.folder / MANIFEST_NAME).read_bytes())
+    for track in tracks:
+        digest.update(track.file.encode())
+        with track.path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)  # hashlib lets go of the GIL for chunks this size
+    if key is not None:
+        with _DIGESTS_LOCK:
+            _DIGESTS[key] = digest.hexdigest()
+    return digest.hexdigest()
 
 
 # Files whose start and end were test-decoded in this process, by file_key: unchanged since, they are not decoded

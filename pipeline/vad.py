@@ -74,19 +74,21 @@ def warm_up() -> None:
 
 def speech_regions_in(blocks: Iterator[np.ndarray], settings: VadSettings) -> tuple[SpeechRegion, ...]:
     """Speech regions of a stream of 16 kHz mono blocks (see :func:`pipeline.audio.decode_blocks`)."""
-    from faster_whisper.vad import VadOptions
-
-    options = VadOptions(
-        threshold=settings.threshold,
-        min_speech_duration_ms=int(settings.min_speech_s * 1000),
-        min_silence_duration_ms=int(settings.min_silence_s * 1000),
-        speech_pad_ms=int(settings.pad_s * 1000),
-    )
     regions: list[SpeechRegion] = []
     carry = np.zeros(0, dtype=np.float32)
     offset = 0.0  # track time of carry[0]
     tail = int(OVERLAP_S * ANALYSIS_RATE)
+    options = None
     for block, is_last in _with_last(blocks):
+        if options is None:  # the decoder is under way: faster-whisper loads while it works
+            from faster_whisper.vad import VadOptions
+
+            options = VadOptions(
+                threshold=settings.threshold,
+                min_speech_duration_ms=int(settings.min_speech_s * 1000),
+                min_silence_duration_ms=int(settings.min_silence_s * 1000),
+                speech_pad_ms=int(settings.pad_s * 1000),
+            )
         audio = np.concatenate([carry, block]) if carry.size else block
         stamps = _timestamps(audio, options, settings)
         keep_until = float("inf") if is_last else offset + max(0.0, (audio.size - tail) / ANALYSIS_RATE)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.audio import ANALYSIS_RATE, PcmCopy, decode_blocks
-from pipeline.errors import MediaError
+from pipeline.errors import MediaError, StorageError
 from pipeline.manifest import load_room
 from tests.roomgen import manifest, write_manifest
 from workers import jobs
@@ -75,6 +75,46 @@ def test_the_mix_reads_what_the_analysis_decoded_and_nothing_is_left_behind(
     else:
         assert copies_seen[0] == {} and sorted(decoded) == sorted(t.path for t in room.published_tracks)
     assert not list((tmp_path / "work").rglob("decoded-*")) and not list((tmp_path / "work").rglob("*.f32*"))
+
+
+def test_a_catalog_that_cannot_be_opened_fails_the_run_and_leaves_nothing(short_room: Path, tmp_path: Path) -> None:
+    """The tracks are analysed while the catalog opens and records the episode: when it cannot be opened, the run
+    fails with the catalog's error, publishes nothing and keeps no decoded copy."""
+    (tmp_path / "a-file").write_text("not a folder")
+    settings = Settings(store=str(tmp_path / "store"), database_url=f"sqlite:///{tmp_path / 'a-file' / 'c.sqlite'}",
+                        work_dir=tmp_path / "work", transcribe=False)
+    with pytest.raises(StorageError, match="catalog .*cannot open it"):
+        process_room(settings, short_room, processes=2)
+    published = [p for p in (tmp_path / "store").rglob("*") if p.is_file() and "/work/" not in str(p)]
+    assert published == []
+    assert not list((tmp_path / "work").rglob("*.f32*"))
+
+
+def test_a_track_that_fails_its_analysis_fails_the_episode_in_the_catalog(
+        short_room: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A track that cannot be analysed (here one whose decoder fails midway) ends the run with its error, which
+    the catalog records against the episode; no decoded copy of the other tracks is left behind."""
+    from storage.catalog import Catalog
+
+    room = load_room(short_room)
+    broken = room.published_tracks[-1].path
+    real = jobs.analyse_track
+
+    def analyse(track: Any, **kwargs: Any) -> Any:
+        if track.path == broken:
+            raise MediaError(f"room {room.id!r}: {track.file}: could not decode the audio")
+        return real(track, **kwargs)
+
+    monkeypatch.setattr(jobs, "analyse_track", analyse)
+    database = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    settings = Settings(store=str(tmp_path / "store"), database_url=database, work_dir=tmp_path / "work",
+                        transcribe=False)
+    with pytest.raises(MediaError, match="could not decode"):
+        process_room(settings, short_room, processes=2)
+    episode = Catalog(database).get_episode(room.id)
+    assert episode is not None and episode.status == "failed"
+    assert broken.name in episode.error and room.id in episode.error
+    assert not list((tmp_path / "work").rglob("*.f32*"))
 
 
 def test_a_decode_that_stops_early_or_fails_leaves_no_copy(short_room: Path, tmp_path: Path) -> None:

@@ -281,3 +281,29 @@ def test_a_track_replaced_after_validation_is_probed_again(room: Path, tmp_path:
     after = next(t for t in load_room(room).tracks if t.file == "tracks/zoe.flac").info.duration
     assert before > 10
     assert after == pytest.approx(3.0, abs=0.05)
+
+
+def test_content_hash_is_remembered_until_a_file_changes(room: Path) -> None:
+    """A room's content hash names its work in the store and in the catalog: it is the SHA-256 of the manifest,
+    then of each track's file name and bytes in track order; remembered for the process (the command line hashes
+    the room while roomcast loads), it is computed again when any file changes."""
+    import hashlib
+
+    from pipeline.manifest import content_hash
+
+    def by_hand() -> str:
+        digest = hashlib.sha256((room / "room.json").read_bytes())
+        for track in manifest(room)["tracks"]:
+            digest.update(track["file"].encode())
+            digest.update((room / track["file"]).read_bytes())
+        return digest.hexdigest()
+
+    loaded = load_room(room)
+    first = content_hash(loaded)
+    assert first == by_hand()
+    assert content_hash(load_room(room)) == first
+    track = room / "tracks" / "zoe.flac"
+    track.write_bytes(track.read_bytes() + b"\0")  # another size: a changed file whatever the clock's resolution
+    assert content_hash(loaded) == by_hand() != first
+    edit(room, lambda data: data.update(title="Another title"))
+    assert content_hash(load_room(room, verify_decoding=False)) == by_hand()

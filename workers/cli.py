@@ -103,8 +103,8 @@ def process(ctx: click.Context, room_dir: Path, out_dir: Path | None, store: str
             no_transcribe: bool, min_chapter_s: float | None, public_url: str | None, processes: int | None,
             quiet: bool) -> None:
     """Process ROOM_DIR in this process: validate, analyse, transcribe, mix, master, publish."""
-    # The room is validated (ffprobe and test decodes) while the rest of roomcast is imported; the run then finds
-    # its tracks probed and checked, unless they changed meanwhile, and reports what was wrong with them.
+    # The room is validated (ffprobe and test decodes) and hashed while the rest of roomcast is imported; the run
+    # then finds its tracks probed, checked and hashed, unless they changed meanwhile, and reports what was wrong.
     early = threading.Thread(target=_validate_quietly, args=(room_dir,), daemon=True)
     early.start()
     from workers.progress import listening
@@ -133,11 +133,11 @@ def process(ctx: click.Context, room_dir: Path, out_dir: Path | None, store: str
 
 
 def _validate_quietly(room_dir: Path) -> None:
-    """Load (validate) the room, leaving every problem to the run that follows."""
-    from pipeline.manifest import load_room
+    """Load (validate) and hash the room, leaving every problem to the run that follows."""
+    from pipeline.manifest import content_hash, load_room
 
     try:
-        load_room(room_dir)
+        content_hash(load_room(room_dir))
     except Exception:  # noqa: BLE001 - the run loads the room again and reports what is wrong
         pass
 

@@ -7,26 +7,28 @@ content hash of the room's inputs, and a stage whose result already exists retur
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.analysis import TrackAnalysis, analyse_track
 from pipeline.audio import ANALYSIS_RATE, PcmCopy
 from pipeline.errors import InvalidRoom, StorageError
-from pipeline.manifest import MANIFEST_NAME, Room, Track, load_room
+from pipeline.manifest import Room, Track, content_hash, load_room
 from pipeline.mix import MixSettings
 from pipeline.transcript import TrackTranscript
-from storage.catalog import Catalog
 from storage.objects import ObjectStore, open_store
 from storage.records import SpeakerRecord, TrackRecord
 from workers.config import Settings
 from workers.inbox import STORE_REF, is_store_ref, materialize
 from workers.progress import notify
+
+if TYPE_CHECKING:
+    from storage.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +59,38 @@ class Job:
 
 
 class Context:
-    """Opened resources for one process: the store and the catalog, created once per settings."""
+    """Opened resources for one process: the store, and the catalog (opened when first used: SQLAlchemy and the
+    migrations take about half a second, which a run spends while its tracks are analysed), once per settings."""
 
     _cache: dict[Settings, Context] = {}
+    _lock = threading.Lock()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store: ObjectStore = open_store(settings.store, public_url=settings.public_url)
-        self.catalog = Catalog(settings.database_url)
+        self._catalog: Catalog | None = None
+        self._catalog_lock = threading.Lock()
+
+    @property
+    def catalog(self) -> Catalog:
+        with self._catalog_lock:
+            if self._catalog is None:
+                from storage.catalog import Catalog
+
+                self._catalog = Catalog(self.settings.database_url)
+            return self._catalog
 
     @classmethod
     def of(cls, settings: Settings) -> Context:
-        if settings not in cls._cache:
-            cls._cache[settings] = cls(settings)
-        return cls._cache[settings]
+        with cls._lock:
+            if settings not in cls._cache:
+                cls._cache[settings] = cls(settings)
+            return cls._cache[settings]
 
 
 def input_hash(room: Room) -> str:
     """Content hash of the manifest and every track file: the identity of a room's inputs."""
-    digest = hashlib.sha256((room.folder / MANIFEST_NAME).read_bytes())
-    for track in sorted(room.tracks, key=lambda t: t.index):
-        digest.update(track.file.encode())
-        with track.path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    return content_hash(room)
 
 
 def room_folder(settings: Settings, room_ref: str | Path) -> Path:
@@ -128,10 +137,21 @@ def published_from(catalog: Catalog, episode_id: str, digest: str) -> bool:
 
 
 def start_job(settings: Settings, room: Room, digest: str, room_ref: str | Path) -> Job:
+    record_job(settings, room, digest)
+    return new_job(settings, room, digest, room_ref)
+
+
+def record_job(settings: Settings, room: Room, digest: str) -> None:
+    """Record the room in the catalog as an episode being analysed."""
     ctx = Context.of(settings)
     record_room(ctx.catalog, room, digest)
     ctx.catalog.set_stage(room.id, "analysing", 0.0)
     notify(room.id, "analysing")
+
+
+def new_job(settings: Settings, room: Room, digest: str, room_ref: str | Path) -> Job:
+    """The job of a validated room, its language settled (detected from the tracks when the manifest gives none
+    and the room is transcribed). Touches no catalog: :func:`record_job` records it."""
     language = room.language
     if language is None and settings.transcribe:
         from workers.transcription import detect_room_language
@@ -183,10 +203,13 @@ def speech_copy(settings: Settings, job: Job, track: Track) -> PcmCopy | None:
     return copy if track.info.duration * ANALYSIS_RATE * 4 * 2 <= shutil.disk_usage(folder).free else None
 
 
-def process_track(settings: Settings, job: Job, track_index: int, *, keep_decoded: bool = False) -> str:
+def process_track(settings: Settings, job: Job, track_index: int, *, keep_decoded: bool = False,
+                  report: bool = True) -> str:
     """Analyse (VAD + speech loudness) and transcribe one track; return the storage key of its result.
     ``keep_decoded``: the mix will run on this machine (an in-process run), so the analysis keeps the track
-    decoded at the mixing rate for it, when the room's copies fit (:func:`copies_fit`)."""
+    decoded at the mixing rate for it, when the room's copies fit (:func:`copies_fit`). ``report``: record in the
+    catalog how many of the room's tracks are done (an in-process run reports from its own thread instead,
+    :func:`report_tracks`, as the episode may still be being recorded)."""
     ctx = Context.of(settings)
     key = track_result_key(settings, job, track_index)
     if ctx.store.exists(key):
@@ -213,9 +236,14 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
             speech.path.unlink(missing_ok=True)
     ctx.store.put_bytes(key, json.dumps(result).encode(), content_type="application/json")
     notify(job.episode_id, f"track {track.file} done")
-    done = sum(1 for index in job.tracks if ctx.store.exists(track_result_key(settings, job, index)))
-    ctx.catalog.set_stage(job.episode_id, "analysing and transcribing tracks", done / max(1, len(job.tracks)))
+    if report:
+        report_tracks(settings, job, sum(1 for i in job.tracks if ctx.store.exists(track_result_key(settings, job, i))))
     return key
+
+
+def report_tracks(settings: Settings, job: Job, done: int) -> None:
+    Context.of(settings).catalog.set_stage(job.episode_id, "analysing and transcribing tracks",
+                                           done / max(1, len(job.tracks)))
 
 
 def track_result_key(settings: Settings, job: Job, track_index: int) -> str:
@@ -277,8 +305,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
         raise
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
-        for copies_folder in (Path(settings.work_dir) / job.episode_id).glob(f"{DECODED_PREFIX}*"):
-            shutil.rmtree(copies_folder, ignore_errors=True)
+        discard_work(settings, job)
     ctx.store.delete_prefix(f"{WORK_PREFIX}/{job.episode_id}/")
     notify(room.id, "published", 1.0)
     return {"episode": episode.id, "status": episode.status, "duration_s": episode.duration_s,
@@ -287,6 +314,12 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
             "words": len(rendered.transcript.words) if rendered.transcript else 0,
             "encoding_passes": rendered.master.passes, "encoding_notes": list(rendered.master.notes),
             "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(room.show))}
+
+
+def discard_work(settings: Settings, job: Job) -> None:
+    """Remove what this machine kept of the room's tracks for its mix (decoded copies, of any inputs)."""
+    for copies_folder in (Path(settings.work_dir) / job.episode_id).glob(f"{DECODED_PREFIX}*"):
+        shutil.rmtree(copies_folder, ignore_errors=True)
 
 
 def _finish_feeds(settings: Settings, show_id: str) -> None:

@@ -13,7 +13,7 @@ import json
 import logging
 import multiprocessing
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,21 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
     workers = min(processes, _track_count(room_dir) or processes)
     if not settings.transcribe:
         # Analysis alone needs no model: threads suffice (ffmpeg decodes in its own process, the VAD and numpy
-        # release the GIL) and no worker process has to start.
-        with ThreadPoolExecutor(max_workers=workers) as threads:
-            vad_ready = threads.submit(vad.warm_up)  # while ingest waits on ffprobe and ffmpeg
-            job = jobs.ingest(settings, room_dir)
-            vad_ready.result()
-            keys = _run_tracks(threads, settings, job)
+        # release the GIL) and no worker process has to start. The tracks start as soon as the room is validated;
+        # the catalog opens and records the episode on a thread of its own meanwhile.
+        with ThreadPoolExecutor(max_workers=workers) as threads, ThreadPoolExecutor(max_workers=1) as recorder:
+            threads.submit(vad.warm_up)  # while the room is validated, if it was not already
+            room, digest = jobs.load_checked(settings, room_dir)
+            job = jobs.new_job(settings, room, digest, room_dir)
+            recorded = recorder.submit(jobs.record_job, settings, room, digest)
+            try:
+                keys = _run_tracks(threads, settings, job, recorded=recorded)
+            except BaseException as exc:
+                threads.shutdown(cancel_futures=True)  # the tracks not started yet never start
+                jobs.discard_work(settings, job)
+                if not recorded.exception() and not isinstance(exc, KeyboardInterrupt):
+                    jobs.Context.of(settings).catalog.record_failure(job.episode_id, str(exc))
+                raise
         return jobs.finish(settings, job, [keys[i] for i in job.tracks])
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold model threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -61,16 +70,27 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
     return jobs.finish(settings, job, [keys[i] for i in job.tracks])
 
 
-def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job) -> dict[int, str]:
+def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job, *,
+                recorded: Future[None] | None = None) -> dict[int, str]:
+    """Every track of ``job`` through ``process_track`` on ``pool``. With ``recorded`` (the episode being recorded
+    in the catalog meanwhile), the tracks' progress is reported from here once it is, and a failure to record it
+    ends the run at once."""
     keys: dict[int, str] = {}
     notify(job.episode_id, "analysing and transcribing tracks", 0.0)
     order = _heaviest_first(settings, job)
     probes = known_probes()  # every track was probed by ingest here: a worker process need not probe them again
-    futures = {pool.submit(_process_track, settings, job, index, probes): index for index in order}
+    futures = {pool.submit(_process_track, settings, job, index, probes, recorded is None): index for index in order}
     jobs.load_finish_modules()  # while the tracks are worked on, not after
-    for future in as_completed(futures):
-        keys[futures[future]] = future.result()
-        notify(job.episode_id, "analysing and transcribing tracks", len(keys) / len(job.tracks))
+    pending: set[Future[Any]] = set(futures) | ({recorded} if recorded is not None else set())
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            result = future.result()  # a track's failure, or the catalog's, ends the run here
+            if future is not recorded:
+                keys[futures[future]] = result
+                notify(job.episode_id, "analysing and transcribing tracks", len(keys) / len(job.tracks))
+        if recorded is not None and recorded.done():
+            jobs.report_tracks(settings, job, len(keys))
     return keys
 
 
@@ -99,9 +119,9 @@ def _track_count(room_dir: Path) -> int:
 
 
 def _process_track(settings: Settings, job: jobs.Job, index: int,
-                   probes: dict[tuple[str, int, int, int], AudioInfo]) -> str:
+                   probes: dict[tuple[str, int, int, int], AudioInfo], report: bool) -> str:
     remember_probes(probes)
-    return jobs.process_track(settings, job, index, keep_decoded=True)
+    return jobs.process_track(settings, job, index, keep_decoded=True, report=report)
 
 
 def _warm_up(settings: Settings) -> None:
