@@ -284,13 +284,26 @@ def _probe_audio(path: Path, *, what: str, timeout: float) -> AudioInfo:
     )
 
 
-def check_decodes(path: Path, *, what: str, seconds: float = 2.0) -> None:
-    """Decode the first ``seconds`` of ``path``; raise :class:`MediaError` if ffmpeg cannot."""
-    run_ffmpeg(
-        ["-v", "error", "-xerror", "-t", f"{seconds}", "-i", str(path), "-map", "0:a:0", "-f", "null", "-"],
-        what=what,
-        timeout=60.0,
-    )
+def check_decodes(path: Path, *, what: str, duration: float, seconds: float = 2.0, timeout: float = 60.0) -> None:
+    """Decode the first and the last ``seconds`` of ``path`` (one ffmpeg, which stops at the first error); raise
+    :class:`MediaError` if it cannot, or if nothing decodes near the end: a cut-off MP3 or FLAC keeps a header that
+    claims the full duration (``duration``, as probed), so its start decodes and only its end shows the damage."""
+    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-xerror",
+           "-t", f"{seconds}", "-i", str(path), "-sseof", f"-{seconds}", "-i", str(path),
+           "-map", "0:a:0", "-f", "null", "-", "-map", "1:a:0", "-ac", "1", "-c:a", "pcm_s16le", "-f", "s16le", "-"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise MediaError(f"{what}: ffmpeg is not installed (apt-get install ffmpeg)", shlex.join(cmd)) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"{what}: ffmpeg timed out after {timeout:.0f} s", shlex.join(cmd)) from exc
+    stderr = done.stderr.decode(errors="replace")
+    if done.returncode != 0:
+        tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
+        raise MediaError(f"{what}: ffmpeg exited with {done.returncode}", shlex.join(cmd), tail)
+    if not done.stdout:
+        raise MediaError(f"{what}: the file is truncated: its header claims {duration:.1f} s but nothing decodes "
+                         "near its end; upload the complete recording", shlex.join(cmd))
 
 
 def _number(value: object) -> float | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InvalidRoom, MediaError
-from pipeline.ffmpeg import AudioInfo, check_decodes, file_key, probe_audio, run_ffmpeg
+from pipeline.ffmpeg import AudioInfo, check_decodes, file_key, probe_audio
 
 MANIFEST_NAME = "room.json"
 VISIBILITIES = ("public", "unlisted", "private")
@@ -398,8 +398,7 @@ def _probe(path: Path, file: str, problems: _Problems, *, verify: bool = True) -
         with _VERIFIED_LOCK:
             verify = verify and key not in _VERIFIED
         if verify:
-            check_decodes(path, what=what)
-            _check_ending(path, info, what=what)
+            check_decodes(path, what=what, duration=info.duration)
             if key is not None:
                 with _VERIFIED_LOCK:
                     _VERIFIED.add(key)
@@ -410,17 +409,6 @@ def _probe(path: Path, file: str, problems: _Problems, *, verify: bool = True) -
         problems.add(file, f"not decodable audio: {message}" + (f" ({detail})" if detail else ""))
         return None
     return info
-
-
-def _check_ending(path: Path, info: AudioInfo, *, what: str, seconds: float = 2.0) -> None:
-    """Decode the last ``seconds`` too: a cut-off MP3 or FLAC keeps a header that claims the full duration,
-    so its start decodes and only its end shows the damage."""
-    decoded: list[float] = []
-    args = ["-v", "error", "-xerror", "-sseof", f"-{seconds}", "-i", str(path), "-map", "0:a:0", "-f", "null", "-"]
-    run_ffmpeg(args, what=what, timeout=60.0, progress=decoded.append)
-    if max(decoded, default=0.0) <= 0.0:
-        raise MediaError(f"{what}: the file is truncated: its header claims {info.duration:.1f} s but nothing "
-                         "decodes near its end; upload the complete recording")
 
 
 def _check_segments(tracks: list[Track], problems: _Problems) -> None:
