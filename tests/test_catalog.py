@@ -8,6 +8,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -238,3 +239,31 @@ def test_a_stopped_postgres_is_a_transient_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot open it") as caught:
         Catalog(f"postgresql+psycopg://roomcast@127.0.0.1:{port}/roomcast?connect_timeout=3")
     assert caught.value.transient and time.monotonic() - started < 10
+
+
+def test_head_revision_is_the_newest_migration() -> None:
+    """The revision a catalog is checked against without Alembic is the newest of the migration scripts."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from storage.migrations import HEAD_REVISION, MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+
+
+def test_a_catalog_at_the_newest_revision_opens_without_alembic(database_url: str) -> None:
+    """Opening a new catalog migrates it with Alembic; opening it again, in a new process, finds it at the newest
+    revision with one query and does not load Alembic."""
+    probe = ("import sys; from storage.catalog import Catalog; Catalog(sys.argv[1]).close(); "
+             "print('alembic' in sys.modules)")
+
+    def loads_alembic() -> bool:
+        done = subprocess.run([sys.executable, "-c", probe, database_url], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[1], check=True)
+        return done.stdout.strip() == "True"
+
+    assert loads_alembic()
+    assert not loads_alembic()
+    assert Catalog(database_url).list_episodes() == []
