@@ -1,6 +1,6 @@
 """Mastering and encoding: one gain to the loudness target, a limiter under the true-peak ceiling, MP3 + M4A
-(+ optional Opus) with tags, cover art and embedded chapters: each format encoded in one ffmpeg pass, then tagged by
-a stream copy of its audio.
+(+ optional Opus) with tags, cover art and embedded chapters: each format encoded in one ffmpeg pass, then tagged
+without touching its audio (mutagen for MP3, a stream copy for the others).
 
 The loudness and true peak are then measured on the encoded files themselves (encoders overshoot): when a file
 misses the target by more than ``tolerance_lu`` or peaks above the ceiling, the pass is run again with the gain
@@ -82,6 +82,24 @@ class Tags:
 
 
 @dataclass(frozen=True)
+class Labels:
+    """What a replay file carries besides its audio: tags, chapters, cover, and the same tags and chapters as an
+    FFMETADATA file (``meta``, see :func:`ffmetadata`) for ffmpeg."""
+
+    tags: Tags
+    chapters: tuple[Chapter, ...]
+    cover: Path | None
+    meta: Path
+
+    @classmethod
+    def written(cls, folder: Path, tags: Tags, chapters: Sequence[Chapter], cover: Path | None) -> Labels:
+        """The labels, their FFMETADATA file written in ``folder``."""
+        meta = folder / "chapters.ffmeta"
+        meta.write_text(ffmetadata(tags, chapters), encoding="utf-8")
+        return cls(tags, tuple(chapters), cover, meta)
+
+
+@dataclass(frozen=True)
 class EncodedFile:
     path: Path
     format: str
@@ -134,9 +152,8 @@ def master(mix_path: Path, mix_lufs: float, out_dir: Path, *, tags: Tags, chapte
     formats = master_formats(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="roomcast-master-", dir=out_dir) as tmp:
-        meta = Path(tmp) / "chapters.ffmeta"
-        meta.write_text(ffmetadata(tags, chapters), encoding="utf-8")
-        job = _FormatJob(mix_path, settings.target - mix_lufs, meta, cover, Path(tmp), settings, what, progress)
+        labels = Labels.written(Path(tmp), tags, chapters, cover)
+        job = _FormatJob(mix_path, settings.target - mix_lufs, labels, Path(tmp), settings, what, progress)
         with ThreadPoolExecutor(max_workers=len(formats)) as pool:
             results = list(pool.map(job.run, formats))
         final = []
@@ -188,8 +205,7 @@ class FormatState:
 class _FormatJob:
     mix_path: Path
     gain: float
-    meta: Path
-    cover: Path | None
+    labels: Labels
     tmp: Path
     settings: MasterSettings
     what: str
@@ -201,14 +217,14 @@ class _FormatJob:
         state = FormatState(fmt, self.gain + ENCODER_OFFSET_LU.get(fmt, 0.0), first_limiter(fmt, settings))
         path = self.tmp / f"replay.{fmt}"
         for attempt in range(1, MAX_PASSES + 1):
-            loudness = encode(["-i", str(self.mix_path)], self.meta, self.cover, path, fmt, state.gain,
+            loudness = encode(["-i", str(self.mix_path)], self.labels, path, fmt, state.gain,
                               state.limiter, settings, self.what, self.progress if fmt == "mp3" else None)
             if state.judge(attempt, loudness, settings, self.what):
                 return EncodedFile(path, fmt, loudness), state.gain, state.limiter, attempt, state.notes
         raise state.failure(loudness, settings, self.what)
 
 
-def encode(source: list[str], meta: Path, cover: Path | None, path: Path, fmt: str, gain: float,
+def encode(source: list[str], labels: Labels, path: Path, fmt: str, gain: float,
            limiter: float | None, settings: MasterSettings, what: str,
            progress: ProgressCallback | None = None) -> LoudnessReport:
     """Encode the mix (``source``: its input arguments) to ``path`` in ``fmt``, with tags, chapters and cover, and
@@ -217,7 +233,7 @@ def encode(source: list[str], meta: Path, cover: Path | None, path: Path, fmt: s
     try:
         run_ffmpeg(encoder_args(source, bare, fmt, gain, limiter, settings), what=f"{what}: encoding {fmt}",
                    progress=progress)
-        return tag_and_measure(bare, meta, cover, path, fmt, settings, what=what)
+        return tag_and_measure(bare, labels, path, fmt, settings, what=what)
     finally:
         bare.unlink(missing_ok=True)
 
@@ -256,33 +272,74 @@ def encoder_args(source: list[str], path: Path, fmt: str, gain: float, limiter: 
     return [*args, *_FILE_MUXERS[fmt], str(path)]
 
 
-def tag_and_measure(bare: Path, meta: Path, cover: Path | None, path: Path, fmt: str, settings: MasterSettings, *,
+def tag_and_measure(bare: Path, labels: Labels, path: Path, fmt: str, settings: MasterSettings, *,
                     what: str) -> LoudnessReport:
-    """Copy the encoded audio of ``bare`` to ``path`` unchanged (a stream copy, about 0.1 s for a 10-minute room:
-    the same samples decode from both, encoder delay and padding included), adding the tags and chapters of
-    ``meta`` (FFMETADATA) and the cover: ID3v2.3 with CHAP/CTOC and APIC for MP3, MP4 chapters and cover for M4A
-    (with the index in front, for playback while downloading). The same ffmpeg decodes the audio it copies for
-    the meter (loudness and true peak, as :func:`pipeline.loudness.measure_file` measures a file): the packets
-    decoded are the ones written to ``path``, so the report is the tagged file's, without reading it again."""
+    """Make ``path`` of the encoded file ``bare``, with the tags, chapters and cover of ``labels``, and measure its
+    loudness and true peak (as :func:`pipeline.loudness.measure_file` measures a file).
+
+    The audio is not touched: an MP3 gets its ID3v2.3 tag (CHAP/CTOC chapters, APIC cover) written in place by
+    mutagen; an M4A (MP4 chapters and cover, the index in front for playback while downloading) or Opus file is a
+    stream copy by ffmpeg, run while ``bare`` is measured. Either way the samples measured are the samples of
+    ``path``, encoder delay and padding included. (One ffmpeg that copied and decoded at once read its inputs
+    through a packet queue, as it does with more than one, which cost about 0.4 s of CPU per 10 minutes.)"""
     rate, channels = _output_rate(fmt, settings), settings.channels
-    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error", *_tagging(bare, meta, cover, path, fmt),
-           "-map", "0:a:0", "-ac", str(channels), "-ar", str(rate), "-f", "f32le", "-"]
-    blocks = pcm_from(cmd, what=f"{what}: tagging and measuring {fmt}", block_s=MEASURE_BLOCK_S, rate=rate,
-                      channels=channels, failure="could not tag or decode the encoded file")
-    return measure_blocks(blocks, rate=rate, channels=channels)
+    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-i", str(bare), "-map", "0:a:0", "-ac", str(channels),
+           "-ar", str(rate), "-f", "f32le", "-"]
+    blocks = pcm_from(cmd, what=f"{what}: measuring {fmt}", block_s=MEASURE_BLOCK_S, rate=rate, channels=channels,
+                      failure="could not decode the encoded file")
+    if fmt == "mp3":
+        report = measure_blocks(blocks, rate=rate, channels=channels)
+        id3_tag(bare, labels)
+        os.replace(bare, path)
+        return report
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        tagging = pool.submit(run_ffmpeg, ["-v", "error", *_tagging(bare, labels, path, fmt)],
+                              what=f"{what}: tagging {fmt}")
+        try:
+            report = measure_blocks(blocks, rate=rate, channels=channels)
+        finally:
+            tagging.exception()  # wait for the copy either way
+        tagging.result()
+    return report
+
+
+def id3_tag(path: Path, labels: Labels) -> None:
+    """Write an ID3v2.3 tag to the MP3 ``path``, in place: title, artist, album (the show), date, comment, the cover
+    (APIC, front cover) and the chapters (one CHAP each, titled, listed in order by a top-level CTOC)."""
+    from mutagen.id3 import APIC, CHAP, COMM, CTOC, ID3, TALB, TDRC, TIT2, TPE1, CTOCFlags, Encoding, PictureType
+
+    tags, utf8 = labels.tags, Encoding.UTF8  # saved as UTF-16 where ID3v2.3 needs it
+    id3 = ID3()
+    id3.add(TIT2(encoding=utf8, text=tags.title))
+    id3.add(TPE1(encoding=utf8, text=tags.artist))
+    id3.add(TALB(encoding=utf8, text=tags.album))
+    if tags.date:
+        id3.add(TDRC(encoding=utf8, text=tags.date))
+    if tags.comment:
+        id3.add(COMM(encoding=utf8, lang="eng", desc="", text=tags.comment))
+    ids = [f"ch{n}" for n in range(len(labels.chapters))]
+    for element, chapter in zip(ids, labels.chapters, strict=True):
+        id3.add(CHAP(element_id=element, start_time=int(round(chapter.start * 1000)),
+                     end_time=int(round(chapter.end * 1000)), sub_frames=[TIT2(encoding=utf8, text=chapter.title)]))
+    if ids:
+        id3.add(CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED, child_element_ids=ids,
+                     sub_frames=[]))
+    if labels.cover is not None:
+        mime = "image/png" if labels.cover.suffix.lower() == ".png" else "image/jpeg"
+        id3.add(APIC(encoding=utf8, mime=mime, type=PictureType.COVER_FRONT, desc="",
+                     data=labels.cover.read_bytes()))
+    id3.save(path, v2_version=3)
 
 
 def _output_rate(fmt: str, settings: MasterSettings) -> int:
     return 48_000 if fmt == "opus" else settings.sample_rate
 
 
-def _tagging(bare: Path, meta: Path, cover: Path | None, path: Path, fmt: str) -> list[str]:
-    args = ["-i", str(bare), "-i", str(meta)]
-    if cover is not None and fmt != "opus":
-        args += ["-i", str(cover), "-map", "2:v", "-c:v", "copy", "-disposition:v:0", "attached_pic"]
+def _tagging(bare: Path, labels: Labels, path: Path, fmt: str) -> list[str]:
+    args = ["-i", str(bare), "-i", str(labels.meta)]
+    if labels.cover is not None and fmt != "opus":
+        args += ["-i", str(labels.cover), "-map", "2:v", "-c:v", "copy", "-disposition:v:0", "attached_pic"]
     args += ["-map", "0:a", "-c:a", "copy", "-map_metadata", "1", "-map_chapters", "1"]
-    if fmt == "mp3":
-        args += ["-id3v2_version", "3", "-write_xing", "1"]
-    elif fmt == "m4a":
+    if fmt == "m4a":
         args += ["-movflags", "+faststart"]
     return [*args, str(path)]

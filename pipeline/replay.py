@@ -5,9 +5,9 @@ with its envelope (gate, levelling; :func:`pipeline.mix.mixed_blocks`), brought 
 under the peak ceiling (:mod:`pipeline.limiter`) once for every format; each format's encoder
 (:func:`pipeline.master.encoder_args`) reads the result from its stdin in its own process, so mixing and every
 encoder run side by side and nothing is written but the replay files. The mastering gain comes from the loudness
-the plan predicts. As each encoder ends, its file is tagged (tags, chapters, cover, by a stream copy) and measured
-(loudness and true peak, encoder overshoot included) in one pass: :func:`pipeline.master.tag_and_measure`. A
-format that misses is rendered again, alone, with its gain corrected and its limiter lowered.
+the plan predicts. As each encoder ends, its file is tagged (tags, chapters, cover) and measured (loudness and
+true peak, encoder overshoot included): :func:`pipeline.master.tag_and_measure`. A format that misses is rendered
+again, alone, with its gain corrected and its limiter lowered.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from pipeline.master import (
     MAX_PASSES,
     EncodedFile,
     FormatState,
+    Labels,
     MasterResult,
     MasterSettings,
     Tags,
     encoder_args,
-    ffmetadata,
     first_limiter,
     master_formats,
     tag_and_measure,
@@ -64,8 +64,7 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="roomcast-replay-", dir=out_dir) as folder:
         tmp = Path(folder)
-        meta = tmp / "chapters.ffmeta"
-        meta.write_text(ffmetadata(tags, chapters), encoding="utf-8")
+        labels = Labels.written(tmp, tags, chapters, cover)
         stream = ["-f", "f32le", "-ar", str(mix_settings.sample_rate), "-ac", "1", "-i", "pipe:0"]
         reports: dict[str, LoudnessReport] = {}
         for attempt in range(1, MAX_PASSES + 1):
@@ -82,7 +81,7 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
             mixed = mixed_blocks(room, plan, analyses, mix_settings, what=what, copies=copies)
             reports.update(_encode_and_measure(
                 limited(mixed, common, ceiling, mix_settings.sample_rate), sinks,
-                [(state.fmt, paths[state.fmt]) for state in todo], meta=meta, cover=cover, settings=settings,
+                [(state.fmt, paths[state.fmt]) for state in todo], labels=labels, settings=settings,
                 rate=mix_settings.sample_rate, what=what, progress=progress if attempt == 1 else None))
             for state in todo:
                 if state.judge(attempt, reports[state.fmt], settings, what):
@@ -105,13 +104,13 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
 
 
 def _encode_and_measure(blocks: Iterator[np.ndarray], sinks: list[list[str]], files: list[tuple[str, Path]], *,
-                        meta: Path, cover: Path | None, settings: MasterSettings, rate: int, what: str,
+                        labels: Labels, settings: MasterSettings, rate: int, what: str,
                         progress: ProgressCallback | None) -> dict[str, LoudnessReport]:
     """Feed the mix to every encoder; as soon as one is done (while a slower encoder still runs), tag its file and
-    measure it, both in one pass (:func:`pipeline.master.tag_and_measure`)."""
+    measure it (:func:`pipeline.master.tag_and_measure`)."""
     def finish(fmt: str, path: Path) -> LoudnessReport:
-        report = tag_and_measure(untagged(path), meta, cover, path, fmt, settings, what=what)
-        untagged(path).unlink()
+        report = tag_and_measure(untagged(path), labels, path, fmt, settings, what=what)
+        untagged(path).unlink(missing_ok=True)
         return report
 
     measuring: dict[str, Future[LoudnessReport]] = {}
