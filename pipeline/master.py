@@ -1,6 +1,6 @@
 """Mastering and encoding: one gain to the loudness target, a limiter under the true-peak ceiling, MP3 + M4A
-(+ optional Opus) with tags, cover art and embedded chapters: each format encoded in one ffmpeg pass, then tagged
-without touching its audio (mutagen for MP3, a stream copy for the others).
+(+ optional Opus) with tags, cover art and embedded chapters: each format encoded in one ffmpeg pass, then tagged by
+a stream copy of its audio.
 
 The loudness and true peak are then measured on the encoded files themselves (encoders overshoot): when a file
 misses the target by more than ``tolerance_lu`` or peaks above the ceiling, the pass is run again with the gain
@@ -274,61 +274,26 @@ def encoder_args(source: list[str], path: Path, fmt: str, gain: float, limiter: 
 
 def tag_and_measure(bare: Path, labels: Labels, path: Path, fmt: str, settings: MasterSettings, *,
                     what: str) -> LoudnessReport:
-    """Make ``path`` of the encoded file ``bare``, with the tags, chapters and cover of ``labels``, and measure its
-    loudness and true peak (as :func:`pipeline.loudness.measure_file` measures a file).
-
-    The audio is not touched: an MP3 gets its ID3v2.3 tag (CHAP/CTOC chapters, APIC cover) written in place by
-    mutagen; an M4A (MP4 chapters and cover, the index in front for playback while downloading) or Opus file is a
-    stream copy by ffmpeg, run while ``bare`` is measured. Either way the samples measured are the samples of
-    ``path``, encoder delay and padding included. (One ffmpeg that copied and decoded at once read its inputs
-    through a packet queue, as it does with more than one, which cost about 0.4 s of CPU per 10 minutes.)"""
+    """Make ``path`` of the encoded file ``bare`` by a stream copy that adds the tags, chapters and cover of
+    ``labels`` (ID3v2.3 with CHAP/CTOC and APIC for MP3, MP4 chapters and cover for M4A with the index in front for
+    playback while downloading), while another ffmpeg decodes ``bare`` for the meter (loudness and true peak, as
+    :func:`pipeline.loudness.measure_file` measures a file). A stream copy leaves the samples as they are, encoder
+    delay and padding included: the report is the tagged file's. (One ffmpeg doing both at once read its inputs
+    through a packet queue, as ffmpeg does with more than one input, which cost about 0.4 s of CPU per 10 minutes.)"""
     rate, channels = _output_rate(fmt, settings), settings.channels
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-i", str(bare), "-map", "0:a:0", "-ac", str(channels),
            "-ar", str(rate), "-f", "f32le", "-"]
     blocks = pcm_from(cmd, what=f"{what}: measuring {fmt}", block_s=MEASURE_BLOCK_S, rate=rate, channels=channels,
                       failure="could not decode the encoded file")
-    if fmt == "mp3":
-        report = measure_blocks(blocks, rate=rate, channels=channels)
-        id3_tag(bare, labels)
-        os.replace(bare, path)
-        return report
     with ThreadPoolExecutor(max_workers=1) as pool:
         tagging = pool.submit(run_ffmpeg, ["-v", "error", *_tagging(bare, labels, path, fmt)],
                               what=f"{what}: tagging {fmt}")
         try:
             report = measure_blocks(blocks, rate=rate, channels=channels)
         finally:
-            tagging.exception()  # wait for the copy either way
+            tagging.exception()  # the copy is waited for either way
         tagging.result()
     return report
-
-
-def id3_tag(path: Path, labels: Labels) -> None:
-    """Write an ID3v2.3 tag to the MP3 ``path``, in place: title, artist, album (the show), date, comment, the cover
-    (APIC, front cover) and the chapters (one CHAP each, titled, listed in order by a top-level CTOC)."""
-    from mutagen.id3 import APIC, CHAP, COMM, CTOC, ID3, TALB, TDRC, TIT2, TPE1, CTOCFlags, Encoding, PictureType
-
-    tags, utf8 = labels.tags, Encoding.UTF8  # saved as UTF-16 where ID3v2.3 needs it
-    id3 = ID3()
-    id3.add(TIT2(encoding=utf8, text=tags.title))
-    id3.add(TPE1(encoding=utf8, text=tags.artist))
-    id3.add(TALB(encoding=utf8, text=tags.album))
-    if tags.date:
-        id3.add(TDRC(encoding=utf8, text=tags.date))
-    if tags.comment:
-        id3.add(COMM(encoding=utf8, lang="eng", desc="", text=tags.comment))
-    ids = [f"ch{n}" for n in range(len(labels.chapters))]
-    for element, chapter in zip(ids, labels.chapters, strict=True):
-        id3.add(CHAP(element_id=element, start_time=int(round(chapter.start * 1000)),
-                     end_time=int(round(chapter.end * 1000)), sub_frames=[TIT2(encoding=utf8, text=chapter.title)]))
-    if ids:
-        id3.add(CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED, child_element_ids=ids,
-                     sub_frames=[]))
-    if labels.cover is not None:
-        mime = "image/png" if labels.cover.suffix.lower() == ".png" else "image/jpeg"
-        id3.add(APIC(encoding=utf8, mime=mime, type=PictureType.COVER_FRONT, desc="",
-                     data=labels.cover.read_bytes()))
-    id3.save(path, v2_version=3)
 
 
 def _output_rate(fmt: str, settings: MasterSettings) -> int:
@@ -340,6 +305,8 @@ def _tagging(bare: Path, labels: Labels, path: Path, fmt: str) -> list[str]:
     if labels.cover is not None and fmt != "opus":
         args += ["-i", str(labels.cover), "-map", "2:v", "-c:v", "copy", "-disposition:v:0", "attached_pic"]
     args += ["-map", "0:a", "-c:a", "copy", "-map_metadata", "1", "-map_chapters", "1"]
-    if fmt == "m4a":
+    if fmt == "mp3":
+        args += ["-id3v2_version", "3", "-write_xing", "1"]
+    elif fmt == "m4a":
         args += ["-movflags", "+faststart"]
     return [*args, str(path)]
