@@ -83,20 +83,18 @@ class Tags:
 
 @dataclass(frozen=True)
 class Labels:
-    """What a replay file carries besides its audio: tags, chapters, cover, and the same tags and chapters as an
-    FFMETADATA file (``meta``, see :func:`ffmetadata`) for ffmpeg."""
+    """What a replay file carries besides its audio: its tags and chapters as an FFMETADATA file (``meta``, see
+    :func:`ffmetadata`), and its cover."""
 
-    tags: Tags
-    chapters: tuple[Chapter, ...]
-    cover: Path | None
     meta: Path
+    cover: Path | None
 
     @classmethod
     def written(cls, folder: Path, tags: Tags, chapters: Sequence[Chapter], cover: Path | None) -> Labels:
-        """The labels, their FFMETADATA file written in ``folder``."""
+        """The labels of ``tags``, ``chapters`` and ``cover``, their FFMETADATA file written in ``folder``."""
         meta = folder / "chapters.ffmeta"
         meta.write_text(ffmetadata(tags, chapters), encoding="utf-8")
-        return cls(tags, tuple(chapters), cover, meta)
+        return cls(meta, cover)
 
 
 @dataclass(frozen=True)
