@@ -117,6 +117,27 @@ def test_a_track_that_fails_its_analysis_fails_the_episode_in_the_catalog(
     assert not list((tmp_path / "work").rglob("*.f32*"))
 
 
+def test_a_show_whose_artwork_is_broken_fails_the_episode(short_room: Path, tmp_path: Path) -> None:
+    """The show is prepared (artwork checked and stored) while the tracks are analysed: configured artwork that is
+    not an image still fails the episode with a message naming the file, recorded in the catalog, and nothing is
+    published."""
+    from storage.catalog import Catalog
+
+    art = tmp_path / "cover.png"
+    art.write_text("not an image")
+    shows = tmp_path / "shows.toml"
+    shows.write_text(f'[shows.founders-hour]\ntitle = "Founders"\nartwork = "{art}"\n', encoding="utf-8")
+    database = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    settings = Settings(store=str(tmp_path / "store"), database_url=database, work_dir=tmp_path / "work",
+                        transcribe=False, shows_config=shows)
+    with pytest.raises(Exception, match="cover.png"):
+        process_room(settings, short_room, processes=2)
+    episode = Catalog(database).get_episode(load_room(short_room).id)
+    assert episode is not None and episode.status == "failed" and "cover.png" in episode.error
+    assert not [p for p in (tmp_path / "store").rglob("replay.*")]
+    assert not list((tmp_path / "work").rglob("*.f32*"))
+
+
 def test_a_decode_that_stops_early_or_fails_leaves_no_copy(short_room: Path, tmp_path: Path) -> None:
     """A copy exists only once ffmpeg has written the whole track: not after the reader stops early, not when the
     file cannot be decoded."""

@@ -22,7 +22,7 @@ from pipeline.manifest import Room, Track, content_hash, load_room
 from pipeline.mix import MixSettings
 from pipeline.transcript import TrackTranscript
 from storage.objects import ObjectStore, open_store
-from storage.records import SpeakerRecord, TrackRecord
+from storage.records import ShowRecord, SpeakerRecord, TrackRecord
 from workers.config import Settings
 from workers.inbox import STORE_REF, is_store_ref, materialize
 from workers.progress import notify
@@ -267,9 +267,19 @@ def load_finish_modules() -> None:
     import workers.render  # noqa: F401
 
 
-def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attempt: bool = True) -> dict[str, Any]:
+def prepare_show(settings: Settings, show_id: str) -> ShowRecord:
+    """The show's catalog record, with its artwork stored (generated on the show's first episode)."""
+    from workers.publish import ensure_show
+
+    ctx = Context.of(settings)
+    return ensure_show(settings, ctx.store, ctx.catalog, show_id)
+
+
+def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attempt: bool = True,
+           show: ShowRecord | None = None) -> dict[str, Any]:
     """Mix, master, write transcripts and chapters, publish. Returns a summary of the published episode.
-    A transient storage error fails the episode only on the ``final_attempt`` (a task retries the others)."""
+    A transient storage error fails the episode only on the ``final_attempt`` (a task retries the others).
+    ``show``: the room's show, prepared already (:func:`prepare_show`, while the tracks were analysed)."""
     from feeds.rss import feed_key
     from workers.publish import ensure_show, publish_episode
     from workers.render import render_room
@@ -283,7 +293,8 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
         shutil.rmtree(workspace)  # a half-written workspace from a crashed run is never trusted
     workspace.mkdir(parents=True)
     try:
-        show = ensure_show(settings, ctx.store, ctx.catalog, room.show)
+        if show is None or show.id != room.show:
+            show = ensure_show(settings, ctx.store, ctx.catalog, room.show)
         cover = None
         if show.artwork_key:
             cover = workspace / f"cover{Path(show.artwork_key).suffix}"

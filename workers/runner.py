@@ -44,12 +44,16 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
     if not settings.transcribe:
         # Analysis alone needs no model: threads suffice (ffmpeg decodes in its own process, the VAD and numpy
         # release the GIL) and no worker process has to start. The tracks start as soon as the room is validated;
-        # the catalog opens and records the episode on a thread of its own meanwhile.
+        # one more thread meanwhile loads the VAD (needed once the first stretch of a track is decoded), opens the
+        # catalog and records the episode (needed when the first track is done), then loads what finishing needs
+        # and prepares the show, one after the other, every pool thread being left to a track.
         with ThreadPoolExecutor(max_workers=workers) as threads, ThreadPoolExecutor(max_workers=1) as recorder:
-            threads.submit(vad.warm_up)  # while the room is validated, if it was not already
             room, digest = jobs.load_checked(settings, room_dir)
             job = jobs.new_job(settings, room, digest, room_dir)
+            recorder.submit(vad.warm_up)
             recorded = recorder.submit(jobs.record_job, settings, room, digest)
+            recorder.submit(jobs.load_finish_modules)
+            show = recorder.submit(jobs.prepare_show, settings, room.show)  # its artwork drawn on a first episode
             try:
                 keys = _run_tracks(threads, settings, job, recorded=recorded)
             except BaseException as exc:
@@ -58,7 +62,9 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
                 if not recorded.exception() and not isinstance(exc, KeyboardInterrupt):
                     jobs.Context.of(settings).catalog.record_failure(job.episode_id, str(exc))
                 raise
-        return jobs.finish(settings, job, [keys[i] for i in job.tracks])
+        # a show that could not be prepared is prepared again by finish, which records what went wrong
+        return jobs.finish(settings, job, [keys[i] for i in job.tracks],
+                           show=None if show.exception() else show.result())
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold model threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         # the workers start (imports, Whisper model) while this process validates the room
@@ -73,14 +79,15 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
 def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job, *,
                 recorded: Future[None] | None = None) -> dict[int, str]:
     """Every track of ``job`` through ``process_track`` on ``pool``. With ``recorded`` (the episode being recorded
-    in the catalog meanwhile), the tracks' progress is reported from here once it is, and a failure to record it
-    ends the run at once."""
+    in the catalog meanwhile, and the modules of the finish loaded after), the tracks' progress is reported from
+    here once it is, and a failure to record it ends the run at once."""
     keys: dict[int, str] = {}
     notify(job.episode_id, "analysing and transcribing tracks", 0.0)
     order = _heaviest_first(settings, job)
     probes = known_probes()  # every track was probed by ingest here: a worker process need not probe them again
     futures = {pool.submit(_process_track, settings, job, index, probes, recorded is None): index for index in order}
-    jobs.load_finish_modules()  # while the tracks are worked on, not after
+    if recorded is None:
+        jobs.load_finish_modules()  # while the tracks are worked on, not after
     pending: set[Future[Any]] = set(futures) | ({recorded} if recorded is not None else set())
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
