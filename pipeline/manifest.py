@@ -6,6 +6,7 @@ listing every problem at once, each naming the room and the file concerned.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import math
@@ -357,8 +358,9 @@ def _inside(folder: Path, file: str, problems: _Problems) -> Path | None:
 
 
 # Content hashes of rooms computed in this process, by the file_key of the manifest and of every track.
-_DIGESTS: dict[tuple[object, ...], str] = {}
+_DIGESTS: collections.OrderedDict[tuple[object, ...], str] = collections.OrderedDict()
 _DIGESTS_LOCK = threading.Lock()
+REMEMBERED_ROOMS = 256  # a worker handles room after room: the oldest are forgotten
 
 
 def content_hash(room: Room) -> str:
@@ -381,13 +383,16 @@ def content_hash(room: Room) -> str:
     if key is not None:
         with _DIGESTS_LOCK:
             _DIGESTS[key] = digest.hexdigest()
+            while len(_DIGESTS) > REMEMBERED_ROOMS:
+                _DIGESTS.popitem(last=False)
     return digest.hexdigest()
 
 
 # Files whose start and end were test-decoded in this process, by file_key: unchanged since, they are not decoded
 # again when the room is loaded again (the command line validates a room while the rest of roomcast loads).
-_VERIFIED: set[tuple[str, int, int, int]] = set()
+_VERIFIED: collections.OrderedDict[tuple[str, int, int, int], None] = collections.OrderedDict()
 _VERIFIED_LOCK = threading.Lock()
+REMEMBERED_FILES = 4096
 
 
 def _probe(path: Path, file: str, problems: _Problems, *, verify: bool = True) -> AudioInfo | None:
@@ -401,7 +406,9 @@ def _probe(path: Path, file: str, problems: _Problems, *, verify: bool = True) -
             check_decodes(path, what=what, duration=info.duration)
             if key is not None:
                 with _VERIFIED_LOCK:
-                    _VERIFIED.add(key)
+                    _VERIFIED[key] = None
+                    while len(_VERIFIED) > REMEMBERED_FILES:
+                        _VERIFIED.popitem(last=False)
     except MediaError as exc:
         detail = exc.stderr_tail.strip().splitlines()[-1] if exc.stderr_tail.strip() else ""
         detail = re.sub(r"\[(\w+) @ 0x[0-9a-f]+\] ", r"\1: ", detail)  # same message on every run
