@@ -117,6 +117,29 @@ def test_a_track_that_fails_its_analysis_fails_the_episode_in_the_catalog(
     assert not list((tmp_path / "work").rglob("*.f32*"))
 
 
+def test_a_worker_whose_track_fails_marks_the_episode_failed(short_room: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-track stage as a Celery worker runs it (``jobs.process_track``, reporting to the catalog): a track
+    that cannot be decoded marks its episode failed with the error, instead of leaving it "analysing"."""
+    from storage.catalog import Catalog
+
+    database = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    settings = Settings(store=str(tmp_path / "store"), database_url=database, work_dir=tmp_path / "work",
+                        transcribe=False)
+    job = jobs.ingest(settings, short_room)
+    room = load_room(short_room)
+    broken = next(t for t in room.published_tracks)
+
+    def analyse(track: Any, **kwargs: Any) -> Any:
+        raise MediaError(f"room {room.id!r}: {track.file}: could not decode the audio")
+
+    monkeypatch.setattr(jobs, "analyse_track", analyse)
+    with pytest.raises(MediaError):
+        jobs.process_track(settings, job, broken.index)
+    episode = Catalog(database).get_episode(room.id)
+    assert episode is not None and episode.status == "failed" and broken.file in episode.error
+
+
 def test_a_show_whose_artwork_is_broken_fails_the_episode(short_room: Path, tmp_path: Path) -> None:
     """The show is prepared (artwork checked and stored) while the tracks are analysed: configured artwork that is
     not an image still fails the episode with a message naming the file, recorded in the catalog, and nothing is

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.analysis import TrackAnalysis, analyse_track
 from pipeline.audio import ANALYSIS_RATE, PcmCopy
-from pipeline.errors import InvalidRoom, StorageError
+from pipeline.errors import InvalidRoom, MediaError, StorageError
 from pipeline.manifest import Room, Track, content_hash, load_room
 from pipeline.mix import MixSettings
 from pipeline.transcript import TrackTranscript
@@ -208,8 +208,8 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
     """Analyse (VAD + speech loudness) and transcribe one track; return the storage key of its result.
     ``keep_decoded``: the mix will run on this machine (an in-process run), so the analysis keeps the track
     decoded at the mixing rate for it, when the room's copies fit (:func:`copies_fit`). ``report``: record in the
-    catalog how many of the room's tracks are done (an in-process run reports from its own thread instead,
-    :func:`report_tracks`, as the episode may still be being recorded)."""
+    catalog how many of the room's tracks are done, or that the room failed on this track (an in-process run
+    reports from its own thread instead, :func:`report_tracks`, as the episode may still be being recorded)."""
     ctx = Context.of(settings)
     key = track_result_key(settings, job, track_index)
     if ctx.store.exists(key):
@@ -231,6 +231,10 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
             notify(job.episode_id, f"transcribing {track.file}")
             audio = speech if speech is not None and speech.path.exists() else None
             result["transcript"] = transcribe(settings, room, track, analysis, job.language, audio=audio).to_dict()
+    except MediaError as exc:
+        if report:  # the track cannot be worked on, however often it is tried: its room has failed
+            ctx.catalog.record_failure(job.episode_id, str(exc))
+        raise
     finally:
         if speech is not None:
             speech.path.unlink(missing_ok=True)
