@@ -11,10 +11,10 @@ import math
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pipeline.errors import MediaError
 
@@ -201,9 +201,44 @@ class AudioInfo:
     format_name: str
 
 
-_PROBED: collections.OrderedDict[tuple[str, int, int, int], AudioInfo] = collections.OrderedDict()
-_PROBED_LOCK = threading.Lock()
-PROBE_CACHE_SIZE = 256
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Remembered(Generic[K, V]):
+    """A cache of this process, safe to share between threads, that forgets its least recently used entries past
+    ``size`` (a worker handles room after room)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: collections.OrderedDict[K, V] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def update(self, items: Mapping[K, V]) -> None:
+        with self._lock:
+            for key, value in items.items():
+                self._items[key] = value
+                self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def snapshot(self) -> dict[K, V]:
+        with self._lock:
+            return dict(self._items)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+_PROBED: Remembered[tuple[str, int, int, int], AudioInfo] = Remembered(256)
 
 
 def probe_audio(path: Path, *, what: str, timeout: float = 60.0) -> AudioInfo:
@@ -212,11 +247,8 @@ def probe_audio(path: Path, *, what: str, timeout: float = 60.0) -> AudioInfo:
     A file probed before in this process, unchanged since (same size, modification time and inode), is not
     probed again: a room's stages each load the manifest, and a worker handles many tracks of one room."""
     key = file_key(path)  # None: ffprobe reports what is wrong with it
-    if key is not None:
-        with _PROBED_LOCK:
-            if (known := _PROBED.get(key)) is not None:
-                _PROBED.move_to_end(key)
-                return known
+    if key is not None and (known := _PROBED.get(key)) is not None:
+        return known
     info = _probe_audio(path, what=what, timeout=timeout)
     if key is not None:
         remember_probes({key: info})
@@ -236,19 +268,13 @@ def file_key(path: Path) -> tuple[str, int, int, int] | None:
 def known_probes() -> dict[tuple[str, int, int, int], AudioInfo]:
     """What this process has probed (file, size, modification time, inode -> info), to hand to another process
     on this machine working on the same files (:func:`remember_probes`)."""
-    with _PROBED_LOCK:
-        return dict(_PROBED)
+    return _PROBED.snapshot()
 
 
 def remember_probes(probes: dict[tuple[str, int, int, int], AudioInfo]) -> None:
     """Keep probes, made here or by another process on this machine: a file that changed since has another key and
-    is probed again. The oldest are forgotten past PROBE_CACHE_SIZE."""
-    with _PROBED_LOCK:
-        for key, info in probes.items():
-            _PROBED[key] = info
-            _PROBED.move_to_end(key)
-        while len(_PROBED) > PROBE_CACHE_SIZE:
-            _PROBED.popitem(last=False)
+    is probed again. The least recently used are forgotten past their number (``_PROBED.size``)."""
+    _PROBED.update(probes)
 
 
 def _probe_audio(path: Path, *, what: str, timeout: float) -> AudioInfo:

@@ -6,12 +6,10 @@ listing every problem at once, each naming the room and the file concerned.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import math
 import re
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InvalidRoom, MediaError
-from pipeline.ffmpeg import AudioInfo, check_decodes, file_key, probe_audio
+from pipeline.ffmpeg import AudioInfo, Remembered, check_decodes, file_key, probe_audio
 
 MANIFEST_NAME = "room.json"
 VISIBILITIES = ("public", "unlisted", "private")
@@ -358,9 +356,7 @@ def _inside(folder: Path, file: str, problems: _Problems) -> Path | None:
 
 
 # Content hashes of rooms computed in this process, by the file_key of the manifest and of every track.
-_DIGESTS: collections.OrderedDict[tuple[object, ...], str] = collections.OrderedDict()
-_DIGESTS_LOCK = threading.Lock()
-REMEMBERED_ROOMS = 256  # a worker handles room after room: the oldest are forgotten
+_DIGESTS: Remembered[tuple[object, ...], str] = Remembered(256)
 
 
 def content_hash(room: Room) -> str:
@@ -370,9 +366,7 @@ def content_hash(room: Room) -> str:
     tracks = sorted(room.tracks, key=lambda t: t.index)
     keys = (file_key(room.folder / MANIFEST_NAME), *(file_key(t.path) for t in tracks))
     key = keys if None not in keys else None
-    with _DIGESTS_LOCK:
-        known = _DIGESTS.get(key) if key is not None else None
-    if known is not None:
+    if key is not None and (known := _DIGESTS.get(key)) is not None:
         return known
     digest = hashlib.sha256((room.folder / MANIFEST_NAME).read_bytes())
     for track in tracks:
@@ -381,18 +375,13 @@ def content_hash(room: Room) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)  # hashlib lets go of the GIL for chunks this size
     if key is not None:
-        with _DIGESTS_LOCK:
-            _DIGESTS[key] = digest.hexdigest()
-            while len(_DIGESTS) > REMEMBERED_ROOMS:
-                _DIGESTS.popitem(last=False)
+        _DIGESTS.update({key: digest.hexdigest()})
     return digest.hexdigest()
 
 
 # Files whose start and end were test-decoded in this process, by file_key: unchanged since, they are not decoded
 # again when the room is loaded again (the command line validates a room while the rest of roomcast loads).
-_VERIFIED: collections.OrderedDict[tuple[str, int, int, int], None] = collections.OrderedDict()
-_VERIFIED_LOCK = threading.Lock()
-REMEMBERED_FILES = 4096
+_VERIFIED: Remembered[tuple[str, int, int, int], bool] = Remembered(4096)
 
 
 def _probe(path: Path, file: str, problems: _Problems, *, verify: bool = True) -> AudioInfo | None:
@@ -400,15 +389,10 @@ def _probe(path: Path, file: str, problems: _Problems, *, verify: bool = True) -
     try:
         info = probe_audio(path, what=what)
         key = file_key(path) if verify else None
-        with _VERIFIED_LOCK:
-            verify = verify and key not in _VERIFIED
-        if verify:
+        if verify and (key is None or not _VERIFIED.get(key)):
             check_decodes(path, what=what, duration=info.duration)
             if key is not None:
-                with _VERIFIED_LOCK:
-                    _VERIFIED[key] = None
-                    while len(_VERIFIED) > REMEMBERED_FILES:
-                        _VERIFIED.popitem(last=False)
+                _VERIFIED.update({key: True})
     except MediaError as exc:
         detail = exc.stderr_tail.strip().splitlines()[-1] if exc.stderr_tail.strip() else ""
         detail = re.sub(r"\[(\w+) @ 0x[0-9a-f]+\] ", r"\1: ", detail)  # same message on every run
