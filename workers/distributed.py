@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import InvalidRoom, RoomcastError
-from pipeline.manifest import MANIFEST_NAME, load_room
+from pipeline.manifest import MANIFEST_NAME, content_hash, load_room
 from storage.objects import open_store
 from workers import jobs, tasks
 from workers.config import Settings
@@ -62,7 +62,7 @@ def submit_room(settings: Settings, room_dir: Path) -> Submission:
     """Validate ``room_dir``, upload it to the inbox, record it and enqueue it, unless the same inputs are
     already pending, processing or published. Raises :class:`InvalidRoom` for a room that cannot be processed."""
     room = load_room(room_dir)
-    digest = jobs.input_hash(room)
+    digest = content_hash(room)
     ctx = jobs.Context.of(settings)
     if jobs.published_from(ctx.catalog, room.id, digest):
         return Submission(room.id, "duplicate", "already published from these inputs")

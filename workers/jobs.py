@@ -88,11 +88,6 @@ class Context:
             return cls._cache[settings]
 
 
-def input_hash(room: Room) -> str:
-    """Content hash of the manifest and every track file: the identity of a room's inputs."""
-    return content_hash(room)
-
-
 def room_folder(settings: Settings, room_ref: str | Path) -> Path:
     """The local folder of a room: the folder itself, or this machine's copy of a room held in the store
     (``store:inbox/{id}/``), downloaded into the cache once."""
@@ -110,7 +105,7 @@ def load_checked(settings: Settings, room_ref: str | Path) -> tuple[Room, str]:
     except InvalidRoom as exc:
         Context.of(settings).catalog.record_failure(exc.room, str(exc))
         raise
-    return room, input_hash(room)
+    return room, content_hash(room)
 
 
 def ingest(settings: Settings, room_dir: str | Path) -> Job:
