@@ -282,16 +282,10 @@ def _probe_audio(path: Path, *, what: str, timeout: float) -> AudioInfo:
         FFPROBE, "-hide_banner", "-v", "error", "-print_format", "json",
         "-show_format", "-show_streams", "-select_streams", "a:0", str(path),
     ]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, errors="replace")
-    except FileNotFoundError as exc:
-        raise MediaError(f"{what}: ffprobe is not installed (apt-get install ffmpeg)") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise MediaError(f"{what}: ffprobe timed out after {timeout:.0f} s", shlex.join(cmd)) from exc
-    tail = "\n".join(done.stderr.splitlines()[-STDERR_TAIL_LINES:])
+    done, tail = _run_captured(cmd, what=what, timeout=timeout)
     if done.returncode != 0:
         raise MediaError(f"{what}: not a readable media file", shlex.join(cmd), tail)
-    data = json.loads(done.stdout or "{}")
+    data = json.loads(done.stdout.decode(errors="replace") or "{}")
     streams = data.get("streams") or []
     if not streams:
         raise MediaError(f"{what}: the file has no audio stream", shlex.join(cmd), tail)
@@ -317,19 +311,25 @@ def check_decodes(path: Path, *, what: str, duration: float, seconds: float = 2.
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-xerror",
            "-t", f"{seconds}", "-i", str(path), "-sseof", f"-{seconds}", "-i", str(path),
            "-map", "0:a:0", "-f", "null", "-", "-map", "1:a:0", "-ac", "1", "-c:a", "pcm_s16le", "-f", "s16le", "-"]
-    try:
-        done = subprocess.run(cmd, capture_output=True, timeout=timeout)
-    except FileNotFoundError as exc:
-        raise MediaError(f"{what}: ffmpeg is not installed (apt-get install ffmpeg)", shlex.join(cmd)) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise MediaError(f"{what}: ffmpeg timed out after {timeout:.0f} s", shlex.join(cmd)) from exc
-    stderr = done.stderr.decode(errors="replace")
+    done, tail = _run_captured(cmd, what=what, timeout=timeout)
     if done.returncode != 0:
-        tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
         raise MediaError(f"{what}: ffmpeg exited with {done.returncode}", shlex.join(cmd), tail)
     if not done.stdout:
         raise MediaError(f"{what}: the file is truncated: its header claims {duration:.1f} s but nothing decodes "
                          "near its end; upload the complete recording", shlex.join(cmd))
+
+
+def _run_captured(cmd: list[str], *, what: str, timeout: float) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """Run ffmpeg or ffprobe (``cmd``) to the end, keeping its output; return it with the tail of its stderr.
+    A program that is missing or runs past ``timeout`` raises :class:`MediaError`."""
+    program = cmd[0]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise MediaError(f"{what}: {program} is not installed (apt-get install ffmpeg)", shlex.join(cmd)) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"{what}: {program} timed out after {timeout:.0f} s", shlex.join(cmd)) from exc
+    return done, "\n".join(done.stderr.decode(errors="replace").splitlines()[-STDERR_TAIL_LINES:])
 
 
 def _number(value: object) -> float | None:
