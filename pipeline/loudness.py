@@ -219,11 +219,14 @@ def _true_peak(frames: np.ndarray, before: np.ndarray, known: float) -> float:
     peak = float(np.max(np.abs(frames), initial=0.0))
     bar = max(known, peak, 10 ** (TRUE_PEAK_FROM_DBFS / 20)) / _GAIN_BOUND
     history = np.concatenate([before, frames]) if before.size else frames
-    loud = np.flatnonzero(np.max(np.abs(history), axis=1) >= bar)
-    if loud.size == 0:
+    loud = np.max(np.abs(history), axis=1) >= bar
+    if not loud.any():
         return peak
     # the points between samples m and m + 1 read m-5 .. m+6, so a loud sample c counts for m = c-6 .. c+5
-    rows = np.unique((loud[:, None] + np.arange(-_AFTER, _BEFORE + 1)[None, :]).ravel())
+    wanted = np.zeros(loud.size + _BEFORE + _AFTER, dtype=bool)
+    for shift in range(_BEFORE + _AFTER + 1):
+        wanted[shift:shift + loud.size] |= loud
+    rows = np.flatnonzero(wanted[_AFTER:_AFTER + loud.size])
     first = max(_BEFORE, history.shape[0] - frames.shape[0] - _AFTER)  # the last chunk's end is done here
     rows = rows[(rows >= first) & (rows + _AFTER < history.shape[0])]
     for channel in range(history.shape[1]):
