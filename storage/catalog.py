@@ -174,7 +174,7 @@ class Catalog:
             self.name = self.engine.url.render_as_string(hide_password=True)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            migrate(self.engine)
+            migrate(self.engine, Base.metadata)
         except (SQLAlchemyError, OSError, ValueError) as exc:
             raise StorageError(f"catalog {url.split('@')[-1]}: cannot open it: {exc}; check ROOMCAST_DATABASE_URL",
                                transient=isinstance(exc, TRANSIENT_DB_ERRORS)) from exc

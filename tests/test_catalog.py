@@ -253,17 +253,105 @@ def test_head_revision_is_the_newest_migration() -> None:
     assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
 
 
-def test_a_catalog_at_the_newest_revision_opens_without_alembic(database_url: str) -> None:
-    """Opening a new catalog migrates it with Alembic; opening it again, in a new process, finds it at the newest
-    revision with one query and does not load Alembic."""
+def _opened_in_a_new_process(database_url: str) -> bool:
+    """Open the catalog at ``database_url`` in a new process; whether that loaded Alembic."""
     probe = ("import sys; from storage.catalog import Catalog; Catalog(sys.argv[1]).close(); "
              "print('alembic' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, database_url], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], check=True)
+    return done.stdout.strip() == "True"
 
-    def loads_alembic() -> bool:
-        done = subprocess.run([sys.executable, "-c", probe, database_url], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parents[1], check=True)
-        return done.stdout.strip() == "True"
 
-    assert loads_alembic()
-    assert not loads_alembic()
+def _revision(database_url: str) -> list[str]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    finally:
+        engine.dispose()
+
+
+def _another_database(database_url: str, tmp_path: Path) -> str:
+    """An empty database beside ``database_url``'s, on the same kind of server."""
+    if database_url.startswith("sqlite"):
+        return f"sqlite:///{tmp_path / 'other' / 'catalog.sqlite'}"
+    import psycopg
+
+    server, name = database_url.rsplit("/", 1)
+    with psycopg.connect(f"{server.replace('+psycopg', '')}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}_b")
+    return f"{server}/{name}_b"
+
+
+def _schema(database_url: str) -> dict[str, object]:
+    """Every table's columns (name, type, nullability), primary key, foreign keys and indexes."""
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            found = inspect(conn)
+            return {table: {
+                "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in found.get_columns(table)],
+                "primary_key": found.get_pk_constraint(table)["constrained_columns"],
+                "foreign_keys": sorted((tuple(f["constrained_columns"]), f["referred_table"],
+                                        tuple(f["referred_columns"]), f.get("options", {}).get("ondelete"))
+                                       for f in found.get_foreign_keys(table)),
+                "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                                  for i in found.get_indexes(table)),
+            } for table in sorted(found.get_table_names())}
+    finally:
+        engine.dispose()
+
+
+def test_a_new_catalog_is_made_at_the_newest_revision_without_alembic(database_url: str) -> None:
+    """An empty database gets its tables and the newest revision without loading Alembic; opening it again finds
+    it at that revision with one query."""
+    from storage.migrations import HEAD_REVISION
+
+    assert not _opened_in_a_new_process(database_url)
+    assert _revision(database_url) == [HEAD_REVISION]
+    assert not _opened_in_a_new_process(database_url)
     assert Catalog(database_url).list_episodes() == []
+
+
+def test_a_new_catalog_has_the_schema_the_migrations_build(database_url: str, tmp_path: Path) -> None:
+    """The tables made from the models for a new catalog are the ones Alembic's migration scripts build, so a
+    catalog made either way is upgraded alike by the next revision (a model changed without a migration fails
+    here)."""
+    from sqlalchemy import create_engine
+
+    from storage.migrations import upgrade
+
+    Catalog(database_url).close()
+    migrated = _another_database(database_url, tmp_path)
+    (tmp_path / "other").mkdir(exist_ok=True)
+    engine = create_engine(migrated)
+    upgrade(engine)
+    engine.dispose()
+    made, built = _schema(database_url), _schema(migrated)
+    assert {"shows", "episodes", "speakers", "tracks", "assets", "jobs", "alembic_version"} <= set(made)
+    assert made == built
+    assert _revision(database_url) == _revision(migrated)
+
+
+def test_a_catalog_made_before_migrations_is_stamped_and_kept(database_url: str) -> None:
+    """A catalog with the tables but no version table (made before migrations existed) is stamped with the initial
+    revision by Alembic and upgraded, its rows kept."""
+    from sqlalchemy import create_engine, text
+
+    from storage.migrations import HEAD_REVISION
+
+    catalog = Catalog(database_url)
+    catalog.upsert_show(SHOW)
+    catalog.close()
+    engine = create_engine(database_url)
+    with engine.begin() as conn:  # as an old roomcast left it
+        conn.execute(text("DROP TABLE alembic_version"))
+    engine.dispose()
+
+    assert _opened_in_a_new_process(database_url)  # Alembic stamps and upgrades it
+    assert _revision(database_url) == [HEAD_REVISION]
+    assert Catalog(database_url).get_show(SHOW.id) == SHOW

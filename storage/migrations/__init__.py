@@ -1,15 +1,16 @@
 """Alembic migrations of the catalog: :class:`storage.catalog.Catalog` runs :func:`migrate` when it opens one.
 
 New revision after changing the models: ``ROOMCAST_DATABASE_URL=sqlite:///scratch.sqlite alembic upgrade head``
-then ``alembic revision --autogenerate -m "what changed"`` (``alembic.ini`` at the repository root).
+then ``alembic revision --autogenerate -m "what changed"`` (``alembic.ini`` at the repository root), and set
+HEAD_REVISION to it.
 """
 
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, inspect, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,36 @@ HEAD_REVISION = "0001"
 MIGRATION_LOCK = 0x726F6F6D63617374  # PostgreSQL advisory lock key: workers starting together migrate one at a time
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the catalog's schema to the newest revision. A catalog made before migrations existed (tables but no
-    ``alembic_version``) holds exactly the initial schema and is stamped with it first."""
+def migrate(engine: Engine, metadata: MetaData) -> None:
+    """Bring the catalog's schema to the newest revision.
+
+    - A catalog at HEAD_REVISION is left as it is (one query).
+    - An empty database gets the tables of ``metadata`` (the models) and Alembic's version table at HEAD_REVISION,
+      as Alembic's cookbook builds a database from scratch, without loading Alembic: a test holds this schema to
+      the one the migration scripts build.
+    - Any other catalog is upgraded by Alembic; one made before migrations existed (tables but no
+      ``alembic_version``) holds exactly the initial schema and is stamped with it first.
+    """
     if _at_head(engine):
         return
+    try:
+        with engine.begin() as conn:
+            _lock(conn)
+            if not inspect(conn).get_table_names():
+                metadata.create_all(conn)
+                _version_table().create(conn)
+                conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": HEAD_REVISION})
+                log.info("catalog: created at revision %s", HEAD_REVISION)
+                return
+    except SQLAlchemyError:
+        if _at_head(engine):  # another process made it meanwhile (SQLite has no lock to wait on first)
+            return
+        raise
+    upgrade(engine)
+
+
+def upgrade(engine: Engine) -> None:
+    """Upgrade the catalog to the newest revision with Alembic's migration scripts."""
     from alembic import command
     from alembic.config import Config
     from alembic.migration import MigrationContext
@@ -36,8 +62,7 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", MIGRATIONS)
     head = ScriptDirectory.from_config(config).get_current_head()
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        _lock(conn)
         current = MigrationContext.configure(conn).get_current_revision()
         if current == head:
             return
@@ -46,6 +71,18 @@ def migrate(engine: Engine) -> None:
             command.stamp(config, INITIAL_REVISION)
         log.info("catalog: migrating from %s to %s", current, head)
         command.upgrade(config, "head")
+
+
+def _lock(conn: Connection) -> None:
+    """Hold the migration lock for the rest of ``conn``'s transaction (PostgreSQL; SQLite locks the file itself)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+
+
+def _version_table() -> Table:
+    """Alembic's version table, as Alembic creates it."""
+    return Table("alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
+                 PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
 
 
 def _at_head(engine: Engine) -> bool:

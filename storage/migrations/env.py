@@ -1,5 +1,5 @@
 """Alembic environment for the catalog: runs online against the connection handed over by
-:func:`storage.catalog.upgrade` (``config.attributes["connection"]``) or, from the ``alembic`` command line,
+:func:`storage.migrations.upgrade` (``config.attributes["connection"]``) or, from the ``alembic`` command line,
 against ``sqlalchemy.url`` / ``ROOMCAST_DATABASE_URL``."""
 
 from __future__ import annotations
