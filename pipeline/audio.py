@@ -72,11 +72,12 @@ def float_blocks(stream: IO[bytes], block_bytes: int, frame: int) -> Iterator[np
 
 
 def stream_pcm(path: Path, *, what: str, block_s: float, rate: int, channels: int = 1, start: float = 0.0,
-               duration: float | None = None, resample: bool = True,
-               copy: PcmCopy | None = None) -> Iterator[np.ndarray]:
+               duration: float | None = None, resample: bool = True, copy: PcmCopy | None = None,
+               failure: str = "could not decode the audio") -> Iterator[np.ndarray]:
     """Yield ``path`` as float32 blocks of ``block_s`` seconds, shaped (samples, channels): resampled to ``rate``
     and mixed down to ``channels``, or (``resample=False``) as the file has them, ``rate``/``channels`` being what
-    it holds. With ``copy`` (whole tracks only), the one decode also writes ``copy``."""
+    it holds. With ``copy`` (whole tracks only), the one decode also writes ``copy``. ``failure``: what a
+    :class:`MediaError` says went wrong when ffmpeg fails."""
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error"]
     if start > 0:
         cmd += ["-ss", f"{start:.3f}"]
@@ -101,7 +102,8 @@ def stream_pcm(path: Path, *, what: str, block_s: float, rate: int, channels: in
             else:  # stopped early or failed: no copy rather than a short one
                 partial.unlink(missing_ok=True)
 
-    return pcm_from(cmd, what=what, block_s=block_s, rate=rate, channels=channels, finished=finished)
+    return pcm_from(cmd, what=what, block_s=block_s, rate=rate, channels=channels, finished=finished,
+                    failure=failure)
 
 
 def pcm_from(cmd: list[str], *, what: str, block_s: float, rate: int, channels: int,

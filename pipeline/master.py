@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.audio import pcm_from
+from pipeline.audio import stream_pcm
 from pipeline.chapters import Chapter
 from pipeline.errors import MediaError
-from pipeline.ffmpeg import FFMPEG, ProgressCallback, run_ffmpeg
+from pipeline.ffmpeg import ProgressCallback, run_ffmpeg
 from pipeline.loudness import MEASURE_BLOCK_S, LoudnessReport, measure_blocks
 
 log = logging.getLogger(__name__)
@@ -279,10 +279,8 @@ def tag_and_measure(bare: Path, labels: Labels, path: Path, fmt: str, settings: 
     delay and padding included: the report is the tagged file's. (One ffmpeg doing both at once read its inputs
     through a packet queue, as ffmpeg does with more than one input, which cost about 0.4 s of CPU per 10 minutes.)"""
     rate, channels = _output_rate(fmt, settings), settings.channels
-    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-i", str(bare), "-map", "0:a:0", "-ac", str(channels),
-           "-ar", str(rate), "-f", "f32le", "-"]
-    blocks = pcm_from(cmd, what=f"{what}: measuring {fmt}", block_s=MEASURE_BLOCK_S, rate=rate, channels=channels,
-                      failure="could not decode the encoded file")
+    blocks = stream_pcm(bare, what=f"{what}: measuring {fmt}", block_s=MEASURE_BLOCK_S, rate=rate, channels=channels,
+                        failure="could not decode the encoded file")
     with ThreadPoolExecutor(max_workers=1) as pool:
         tagging = pool.submit(run_ffmpeg, ["-v", "error", *_tagging(bare, labels, path, fmt)],
                               what=f"{what}: tagging {fmt}")
