@@ -40,8 +40,9 @@ def migrate(engine: Engine, metadata: MetaData) -> None:
             _lock(conn)
             if not inspect(conn).get_table_names():
                 metadata.create_all(conn)
-                _version_table().create(conn)
-                conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": HEAD_REVISION})
+                version = _version_table()
+                version.create(conn)
+                conn.execute(version.insert().values(version_num=HEAD_REVISION))
                 log.info("catalog: created at revision %s", HEAD_REVISION)
                 return
     except SQLAlchemyError:
