@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 ITUNES_NS = "http://www.itunes.com/dtds/podcast-1.0.dtd"
 DESCRIPTION_MAX_BYTES = 4000  # Apple Podcasts' limit for channel and episode descriptions
 REPLAY_ASSET = "replay.mp3"
-ALTERNATE_ASSETS = {"replay.m4a": "audio/mp4"}
+# Other encodings of the replay, listed as podcast:alternateEnclosure (the type as the Podcasting 2.0 spec's own
+# example gives Opus).
+ALTERNATE_ASSETS = {"replay.m4a": "audio/mp4", "replay.opus": "audio/opus"}
 # Listed in the order apps should prefer them: VTT first (voice spans carry the speaker names).
 TRANSCRIPT_ASSETS = {
     "transcript.vtt": ("text/vtt", "captions"),
@@ -129,13 +131,17 @@ class AppleTagsEntryExtension(BaseEntryExtension):
 
 
 def build_feed(show: ShowRecord, episodes: Sequence[EpisodeRecord], *, feed_url: str, url_for: Callable[[str], str],
-               artwork_url: str | None, generated_at: datetime | None = None) -> bytes:
+               artwork_url: str | None, generated_at: datetime | None = None, podcast_guid: str | None = None,
+               new_feed_url: str | None = None) -> bytes:
     """The feed XML (UTF-8 bytes) of ``show`` listing ``episodes``, newest first, at most ``show.max_items``.
 
     ``url_for(key)`` gives the public URL of an object key; ``feed_url`` is where this feed will be served (its
-    ``atom:link rel=self`` and the source of its ``podcast:guid``).
+    ``atom:link rel=self``). ``podcast_guid`` is the show's identity for life (the catalog's, which survives a change
+    of public URL); only without one is it derived from ``feed_url``. ``new_feed_url`` (``itunes:new-feed-url``)
+    tells apps the feed moved there.
     """
     fg = _channel(show, feed_url=feed_url, artwork_url=artwork_url, generated_at=generated_at or datetime.now(UTC))
+    _identity(fg, show, podcast_guid=podcast_guid or feed_guid(feed_url), new_feed_url=new_feed_url)
     items = [e for e in episodes if _has_replay(show, e)]
     items.sort(key=lambda e: (_published(e) or _EPOCH, e.id), reverse=True)
     # feedgen prepends each entry it is given, so adding oldest first leaves the newest on top.
@@ -178,11 +184,19 @@ def _channel(show: ShowRecord, *, feed_url: str, artwork_url: str | None, genera
         category = {"cat": show.category, **({"sub": show.subcategory} if show.subcategory else {})}
         fg.podcast.itunes_category(category)
         fg.podcast.itunes_type("episodic")
-        fg.podcastindex.podcast_guid(feed_guid(feed_url))
         fg.podcastindex.podcast_locked(show.locked, owner=show.owner_email)
     except ValueError as exc:
         raise FeedError(f"show {show.id!r} has an unusable setting: {exc}; fix it in shows.toml") from exc
     return fg
+
+
+def _identity(fg: FeedGenerator, show: ShowRecord, *, podcast_guid: str, new_feed_url: str | None) -> None:
+    try:
+        fg.podcastindex.podcast_guid(podcast_guid)
+        if new_feed_url:
+            fg.podcast.itunes_new_feed_url(new_feed_url)
+    except ValueError as exc:
+        raise FeedError(f"show {show.id!r}: {exc}; fix its guid in shows.toml or its new feed URL") from exc
 
 
 def _generator() -> tuple[str, str | None]:

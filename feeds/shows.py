@@ -16,6 +16,7 @@
     link = "https://example.com/founders-hour"
     max_items = 300
     locked = true                    # defaults to true once a real email is set
+    guid = "917393e3-1b1e-5cef-ace4-edaa54e1f810"  # podcast:guid; fixed at the first publish when absent
 
 Other top-level tables (roomcast's own settings may share the file) are ignored.
 """
@@ -29,6 +30,7 @@ import logging
 import re
 import tomllib
 import unicodedata
+import uuid
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -110,17 +112,23 @@ class ShowConfig:
     mp3_kbps: int | None = None
     aac_kbps: int | None = None
     opus: bool = False
+    guid: str | None = None
 
     def to_record(self) -> ShowRecord:
         return ShowRecord(id=self.id, title=self.title, author=self.author, owner_name=self.owner,
                           owner_email=self.email, description=self.description, language=self.language,
                           category=self.category, subcategory=self.subcategory, explicit=self.explicit,
                           link=self.link, max_items=self.max_items, locked=self.locked,
-                          artwork_path=str(self.artwork) if self.artwork else None)
+                          artwork_path=str(self.artwork) if self.artwork else None, podcast_guid=self.guid)
+
+    @property
+    def placeholder_owner(self) -> bool:
+        """True when no owner email is configured: the feed would name a placeholder as its owner."""
+        return self.email == PLACEHOLDER_EMAIL
 
 
 _STRING_KEYS = ("title", "author", "owner", "email", "description", "language", "category", "subcategory",
-                "artwork", "link")
+                "artwork", "link", "guid")
 _BOOL_KEYS = ("explicit", "locked", "opus")
 _INT_KEYS = {"max_items": (1, 100_000), "channels": (1, 2), "mp3_kbps": (32, 320), "aac_kbps": (32, 320)}
 _KNOWN_KEYS = {f.name for f in fields(ShowConfig)} - {"id"}
@@ -176,10 +184,18 @@ def show_config(show_id: str, config_path: Path | None, *, fallback_title: str |
 
 def show_record(show_id: str, config_path: Path | None, *, fallback_title: str | None = None) -> ShowRecord:
     """The catalog record of ``show_id`` built from ``shows.toml`` (or defaults); see :func:`show_config`."""
-    record = show_config(show_id, config_path, fallback_title=fallback_title).to_record()
-    if record.owner_email == PLACEHOLDER_EMAIL:
-        log.info("show %s has no owner email configured; the feed carries %s", show_id, PLACEHOLDER_EMAIL)
-    return record
+    config = show_config(show_id, config_path, fallback_title=fallback_title)
+    if config.placeholder_owner:
+        log.warning(placeholder_warning(show_id, config_path))
+    return config.to_record()
+
+
+def placeholder_warning(show_id: str, config_path: Path | None) -> str:
+    """What to tell a creator whose show has no owner configured (its public feed would carry placeholders)."""
+    where = f"[shows.{show_id}] in {config_path}" if config_path else f"a shows.toml with [shows.{show_id}]"
+    return (f"show {show_id!r} has no owner configured: its feed names {DEFAULT_AUTHOR!r} <{PLACEHOLDER_EMAIL}> as "
+            f"author and owner, which podcast directories reject or show as is; set author and email in {where} "
+            f"(ROOMCAST_SHOWS)")
 
 
 def _typed_values(table: dict[str, Any], where: str) -> dict[str, Any]:
@@ -216,6 +232,12 @@ def _check_values(config: ShowConfig, where: str) -> None:
         raise FeedError(f"{where}: email {config.email!r} is not an email address")
     if config.link is not None and not config.link.startswith(("http://", "https://")):
         raise FeedError(f"{where}: link {config.link!r} must be an http(s) URL")
+    if config.guid is not None:
+        try:
+            uuid.UUID(config.guid)
+        except ValueError as exc:
+            raise FeedError(f"{where}: guid {config.guid!r} is not a UUID such as "
+                            f"917393e3-1b1e-5cef-ace4-edaa54e1f810") from exc
 
 
 def check_artwork(path: Path) -> None:

@@ -92,6 +92,8 @@ class Show(Base):
     max_items: Mapped[int] = mapped_column(Integer, default=300)
     private_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
     locked: Mapped[bool] = mapped_column(Boolean, default=True)
+    podcast_guid: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    new_feed_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
 
 
 class Episode(Base):
@@ -203,7 +205,8 @@ class Catalog:
 
     # shows
     def upsert_show(self, record: ShowRecord) -> ShowRecord:
-        """Create or update a show; its private feed token, once made, is kept."""
+        """Create or update a show; its private feed token, once made, is kept, and so are its ``podcast:guid``
+        and the URL its feed moved to unless ``record`` sets them (the guid pinned in shows.toml)."""
         with self.session() as s:
             row = s.get(Show, record.id)
             values = {f.name: getattr(record, f.name) for f in fields(ShowRecord) if hasattr(Show, f.name)}
@@ -212,6 +215,9 @@ class Catalog:
                 s.add(row)
             else:
                 values.pop("private_token", None)
+                for kept in ("podcast_guid", "new_feed_url"):
+                    if values.get(kept) is None:
+                        values.pop(kept, None)
                 for key, value in values.items():
                     setattr(row, key, value)
             s.flush()
@@ -221,6 +227,26 @@ class Catalog:
         with self.session() as s:
             row = s.get(Show, show_id)
             return _show(row) if row else None
+
+    def pin_show_guid(self, show_id: str, guid: str) -> str:
+        """The show's ``podcast:guid``: the one it has, else ``guid``, kept from now on."""
+        with self.session() as s:
+            row = s.get(Show, show_id, with_for_update=True)
+            if row is None:
+                raise StorageError(f"catalog {self.name}: show {show_id!r} does not exist; publish to it first")
+            if not row.podcast_guid:
+                row.podcast_guid = guid
+            return row.podcast_guid
+
+    def set_new_feed_url(self, show_id: str, url: str | None) -> ShowRecord:
+        """Record that the show's feed moved to ``url`` (None: it did not, or it moved back)."""
+        with self.session() as s:
+            row = s.get(Show, show_id, with_for_update=True)
+            if row is None:
+                raise StorageError(f"catalog {self.name}: show {show_id!r} does not exist; publish to it first")
+            row.new_feed_url = url
+            s.flush()
+            return _show(row)
 
     def ensure_private_token(self, show_id: str) -> str:
         """The show's private feed token (256 random bits), made on first use and kept."""

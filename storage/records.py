@@ -52,6 +52,9 @@ class ShowRecord:
     private_token: str | None = None
     locked: bool = True
     artwork_path: str | None = None
+    # The show's identity for life (podcast:guid), fixed when the show is first published or pinned in shows.toml.
+    podcast_guid: str | None = None
+    new_feed_url: str | None = None  # where the feed moved to (itunes:new-feed-url)
 
 
 @dataclass(frozen=True)

@@ -344,12 +344,25 @@ def test_a_catalog_made_before_migrations_is_stamped_and_kept(database_url: str)
 
     from storage.migrations import HEAD_REVISION
 
-    catalog = Catalog(database_url)
-    catalog.upsert_show(SHOW)
-    catalog.close()
+    from alembic import command
+    from alembic.config import Config
+
+    from storage.migrations import INITIAL_REVISION, MIGRATIONS
+
+    if database_url.startswith("sqlite"):
+        Path(database_url.partition(":///")[2]).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(database_url)
-    with engine.begin() as conn:  # as an old roomcast left it
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    with engine.begin() as conn:  # as an old roomcast left it: the initial schema, a show, no version table
+        config.attributes["connection"] = conn
+        command.upgrade(config, INITIAL_REVISION)
         conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("INSERT INTO shows (id, title, author, owner_name, owner_email, description, language, "
+                          "category, explicit, max_items, locked) VALUES (:id, :title, :author, :author, :email, "
+                          ":description, 'en', 'Technology', false, 3, true)"),
+                     {"id": SHOW.id, "title": SHOW.title, "author": SHOW.author, "email": SHOW.owner_email,
+                      "description": SHOW.description})
     engine.dispose()
 
     assert _opened_in_a_new_process(database_url)  # Alembic stamps and upgrades it

@@ -72,9 +72,11 @@ def _settings(ctx: click.Context) -> Settings:
 
 @main.command()
 @click.argument("room_dir", type=click.Path(path_type=Path, file_okay=False))
-def validate(room_dir: Path) -> None:
+@click.pass_context
+def validate(ctx: click.Context, room_dir: Path) -> None:
     """Check a room folder; print every problem and exit 1 if there is any."""
     from pipeline.manifest import load_room
+    from workers.showcheck import show_warnings
 
     try:
         room = load_room(room_dir)
@@ -84,6 +86,13 @@ def validate(room_dir: Path) -> None:
     speech = sum(t.info.duration for t in room.tracks)
     click.echo(f"room {room.id!r} is valid: {len(room.speakers)} speakers, {len(room.tracks)} tracks, "
                f"{room.duration:.1f} s of room, {speech:.1f} s of track audio")
+    try:
+        warnings = show_warnings(_settings(ctx), room.show)
+    except RoomcastError as exc:
+        click.echo(f"roomcast: {exc}", err=True)
+        sys.exit(1)
+    for warning in warnings:
+        click.echo(f"WARNING: {warning}", err=True)
 
 
 @main.command()
@@ -322,6 +331,23 @@ def feed_rebuild(ctx: click.Context, show: str) -> None:
     context = _context(ctx)
     try:
         keys = rebuild_feeds(_settings(ctx), context.store, context.catalog, show)
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for key in keys:
+        click.echo(context.store.url(key))
+
+
+@feed.command("move")
+@click.argument("show")
+@click.argument("new_url")
+@click.pass_context
+def feed_move(ctx: click.Context, show: str, new_url: str) -> None:
+    """Tell SHOW's subscribers its feed now lives at NEW_URL (itunes:new-feed-url in the old feed)."""
+    from workers.feedmove import move_feed
+
+    context = _context(ctx)
+    try:
+        keys = move_feed(_settings(ctx), context.store, context.catalog, show, new_url)
     except RoomcastError as exc:
         raise click.ClickException(str(exc)) from exc
     for key in keys:

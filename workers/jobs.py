@@ -282,6 +282,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
     from feeds.rss import feed_key
     from workers.publish import ensure_show, publish_episode
     from workers.render import render_room
+    from workers.showcheck import show_warnings
 
     ctx = Context.of(settings)
     if published_from(ctx.catalog, job.episode_id, job.input_hash):
@@ -320,7 +321,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
     notify(room.id, "published", 1.0)
     return {"episode": episode.id, "status": episode.status, "duration_s": episode.duration_s,
             "trim_start_s": rendered.trim_start_s, "chapters": len(rendered.chapters),
-            "warnings": [w for analysis, _ in results for w in analysis.warnings],
+            "warnings": [w for analysis, _ in results for w in analysis.warnings] + show_warnings(settings, room.show),
             "words": len(rendered.transcript.words) if rendered.transcript else 0,
             "encoding_passes": rendered.master.passes, "encoding_notes": list(rendered.master.notes),
             "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(room.show))}

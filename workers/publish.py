@@ -7,17 +7,20 @@ before the feed is written. Re-running a room re-uses its guid and its keys, so 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from feeds.podcast_ext import feed_guid
 from feeds.rss import build_feed, episode_prefix, feed_key
 from feeds.shows import check_artwork, default_artwork, show_record
 from pipeline.errors import FeedError
 from pipeline.manifest import Room
 from storage.catalog import Catalog
-from storage.objects import ObjectStore
+from storage.objects import ObjectStore, content_type_for
 from storage.records import AssetRecord, EpisodeRecord, ShowRecord
 from workers.config import Settings
 from workers.render import Rendered
@@ -27,24 +30,30 @@ log = logging.getLogger(__name__)
 FEED_CACHE = "public, max-age=300"
 
 
-def artwork_key(show_id: str, suffix: str = ".jpg") -> str:
-    return f"shows/{show_id}/artwork{suffix}"
+def artwork_key(show_id: str, data: bytes, suffix: str = ".jpg") -> str:
+    """The artwork's key, named after its content: apps cache covers by URL, so a new cover gets a new one."""
+    return f"shows/{show_id}/artwork-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
 
 
 def ensure_show(settings: Settings, store: ObjectStore, catalog: Catalog, show_id: str,
                 fallback_title: str | None = None) -> ShowRecord:
-    """The show's record with its artwork stored: configured artwork (checked), else a generated cover."""
+    """The show's record with its artwork stored: configured artwork (checked), else a generated cover. A show
+    new to the catalog gets its ``podcast:guid`` here (the one pinned in shows.toml, else the one of its feed's URL
+    today), kept for life whatever the public URL becomes."""
     record = show_record(show_id, settings.shows_config, fallback_title=fallback_title)
     configured = Path(record.artwork_path) if record.artwork_path else None
     if configured is not None:
         check_artwork(configured)
-        key = artwork_key(show_id, configured.suffix.lower().replace(".jpeg", ".jpg"))
-        store.put_file(key, configured)
+        data = configured.read_bytes()
+        key = artwork_key(show_id, data, configured.suffix.lower().replace(".jpeg", ".jpg"))
     else:
-        key = artwork_key(show_id)
-        if not store.exists(key):
-            store.put_bytes(key, default_artwork(record), content_type="image/jpeg")
-    return catalog.upsert_show(replace(record, artwork_key=key))
+        data = default_artwork(record)
+        key = artwork_key(show_id, data)
+    if not store.exists(key):
+        store.put_bytes(key, data, content_type=content_type_for(key))
+    show = catalog.upsert_show(replace(record, artwork_key=key))
+    guid = catalog.pin_show_guid(show_id, feed_guid(store.url(feed_key(show_id))))
+    return replace(show, podcast_guid=guid)
 
 
 def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, room: Room,
@@ -101,11 +110,21 @@ def _rebuild_feeds(store: ObjectStore, catalog: Catalog, show_id: str) -> list[s
         key = feed_key(show.id, token)
         body = build_feed(show, episodes, feed_url=store.url(key), url_for=store.url,
                           artwork_url=store.url(show.artwork_key) if show.artwork_key else None,
-                          generated_at=datetime.now(UTC))
+                          generated_at=datetime.now(UTC), **_identity(store, catalog, show, token))
         store.put_bytes(key, body, content_type="application/rss+xml; charset=utf-8", cache_control=FEED_CACHE)
         written.append(key)
         log.info("show %s: %s feed rebuilt with %d item(s) at %s", show.id, visibility, len(episodes), key)
     return written
+
+
+def _identity(store: ObjectStore, catalog: Catalog, show: ShowRecord, token: str | None) -> dict[str, str | None]:
+    """The feed's ``podcast:guid`` (the show's, from the catalog; a show catalogued before guids were kept gets the
+    one of its public feed's URL now) and where it moved to. A private feed has its own guid, derived from the
+    show's, so it too survives a change of URL; a moved show's private feed stays where it is."""
+    guid = show.podcast_guid or catalog.pin_show_guid(show.id, feed_guid(store.url(feed_key(show.id))))
+    if token is not None:
+        return {"podcast_guid": str(uuid.uuid5(uuid.UUID(guid), "private")), "new_feed_url": None}
+    return {"podcast_guid": guid, "new_feed_url": show.new_feed_url}
 
 
 def _all_objects_exist(store: ObjectStore, episode: EpisodeRecord) -> bool:

@@ -1,0 +1,13 @@
+"""What a creator should hear about a show's configuration before its feed goes public."""
+
+from __future__ import annotations
+
+from feeds.shows import placeholder_warning, show_config
+from workers.config import Settings
+
+
+def show_warnings(settings: Settings, show_id: str) -> list[str]:
+    """Problems that do not stop a publish but that directories will see: a show with no owner configured is
+    published (a first run needs no shows.toml), with placeholders as author and owner, and said so loudly."""
+    config = show_config(show_id, settings.shows_config)
+    return [placeholder_warning(show_id, settings.shows_config)] if config.placeholder_owner else []
