@@ -1,7 +1,8 @@
 """Every published transcript and chapter format, made from one :class:`~pipeline.transcript.Transcript`.
 
-Captions (WebVTT, SRT) hold at most two lines of ``LINE_CHARS`` characters, a cue never mixes speakers, and
-cues of the same speaker never overlap (cues of different speakers may: people talk over each other).
+Captions hold at most two lines, of ``LINE_CHARS`` characters in WebVTT and ``SRT_LINE_CHARS`` in SRT (the
+Podcasting 2.0 guidance for caption files, whose players show SRT as is), a cue never mixes speakers, and cues of
+the same speaker never overlap (cues of different speakers may: people talk over each other).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pipeline.chapters import Chapter
 from pipeline.transcript import Segment, Transcript, Word
 
 LINE_CHARS = 42
+SRT_LINE_CHARS = 32
 CUE_LINES = 2
 # A cue shorter than this flashes by unread; it is stretched when the same speaker's next cue leaves room.
 MIN_CUE_S = 0.5
@@ -49,7 +51,8 @@ def webvtt(t: Transcript) -> str:
 def srt(t: Transcript) -> str:
     """SubRip captions: numbered cues whose text starts with ``Speaker Name:``."""
     blocks = []
-    for number, cue in enumerate(captions(t, prefix=lambda speaker: f"{t.name(speaker)}: "), start=1):
+    cues = captions(t, prefix=lambda speaker: f"{_label(t.name(speaker))}: ", line_chars=SRT_LINE_CHARS)
+    for number, cue in enumerate(cues, start=1):
         blocks.append(f"{number}\n{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}\n" + "\n".join(cue.lines))
     return "\n\n".join(blocks) + "\n" if blocks else ""
 
@@ -84,46 +87,62 @@ def chapters_json(chapters: Sequence[Chapter]) -> str:
     return json.dumps({"version": "1.2.0", "chapters": items}, ensure_ascii=False, indent=2) + "\n"
 
 
-def captions(t: Transcript, *, prefix: Callable[[str], str] | None = None) -> list[Cue]:
-    """The caption cues of ``t``. ``prefix(speaker)`` is text put before the first line (it counts toward it)."""
+def _label(name: str) -> str:
+    """A speaker's name short enough to sit on an SRT line of its own."""
+    limit = SRT_LINE_CHARS - 1  # room for the colon
+    return name if len(name) <= limit else name[:limit - 1].rstrip() + "…"
+
+
+def captions(t: Transcript, *, prefix: Callable[[str], str] | None = None, line_chars: int = LINE_CHARS) -> list[Cue]:
+    """The caption cues of ``t``, lines of at most ``line_chars``. ``prefix(speaker)`` is text put before the
+    first line (it counts toward it; a long one gets the first line to itself)."""
     cues: list[Cue] = []
     for segment in t.segments:
-        cues += _segment_cues(segment, prefix(segment.speaker) if prefix else "")
+        cues += _segment_cues(segment, prefix(segment.speaker) if prefix else "", line_chars)
     return _no_overlaps(sorted(cues, key=lambda c: (c.start, c.end)))
 
 
-def _segment_cues(segment: Segment, lead: str) -> list[Cue]:
+def _segment_cues(segment: Segment, lead: str, limit: int) -> list[Cue]:
     groups: list[list[Word]] = []
     for word in (w for w in segment.words if w.text):
-        if groups and _wrap([w.text for w in groups[-1]] + [word.text], lead) is not None:
+        if groups and _wrap([w.text for w in groups[-1]] + [word.text], lead, limit) is not None:
             groups[-1].append(word)
         else:
             groups.append([word])
     if len(groups) > 1:
-        groups[-2:] = _rebalance(groups[-2] + groups[-1], lead)
-    return [Cue(g[0].start, g[-1].end, segment.speaker, tuple(_wrap([w.text for w in g], lead) or [lead]))
+        groups[-2:] = _rebalance(groups[-2] + groups[-1], lead, limit)
+    return [Cue(g[0].start, g[-1].end, segment.speaker,
+                tuple(_wrap([w.text for w in g], lead, limit) or _forced(lead, [w.text for w in g])))
             for g in groups]
 
 
-def _wrap(texts: Sequence[str], lead: str) -> list[str] | None:
-    """``texts`` as one line, or two lines of even length, within ``LINE_CHARS``; None when they do not fit."""
+def _forced(lead: str, texts: Sequence[str]) -> list[str]:
+    """A lone word too long for a line beside its lead: the lead on its own line, the word on the next."""
+    return [lead.rstrip(), " ".join(texts)] if lead.strip() else [" ".join(texts)]
+
+
+def _wrap(texts: Sequence[str], lead: str, limit: int) -> list[str] | None:
+    """``texts`` as one line, or two lines of even length, within ``limit``; None when they do not fit. A lead
+    too long to share a line keeps the first to itself. A single word is never refused (it cannot be split)."""
     one = lead + " ".join(texts)
-    if len(one) <= LINE_CHARS or len(texts) == 1:
+    if len(one) <= limit or (len(texts) == 1 and not lead):
         return [one]
     best: list[str] | None = None
     for k in range(1, len(texts)):
         lines = [lead + " ".join(texts[:k]), " ".join(texts[k:])]
-        if max(map(len, lines)) <= LINE_CHARS and (best is None or max(map(len, lines)) < max(map(len, best))):
+        if max(map(len, lines)) <= limit and (best is None or max(map(len, lines)) < max(map(len, best))):
             best = lines
+    if best is None and lead.strip() and len(" ".join(texts)) <= limit:
+        best = [lead.rstrip(), " ".join(texts)]
     return best
 
 
-def _rebalance(words: list[Word], lead: str) -> list[list[Word]]:
+def _rebalance(words: list[Word], lead: str, limit: int) -> list[list[Word]]:
     """Split the last two cues' words so neither is a stub: even lengths, preferring a break after punctuation."""
     texts = [w.text for w in words]
     options = []
     for k in range(1, len(words)):
-        if _wrap(texts[:k], lead) is not None and _wrap(texts[k:], lead) is not None:
+        if _wrap(texts[:k], lead, limit) is not None and _wrap(texts[k:], lead, limit) is not None:
             imbalance = abs(len(" ".join(texts[:k])) - len(" ".join(texts[k:])))
             options.append((imbalance - (15 if texts[k - 1].endswith((".", ",", "?", "!", ";", ":")) else 0), k))
     k = min(options)[1] if options else len(words) - 1

@@ -37,7 +37,7 @@ CDN = "https://cdn.example.com/media/"
 ART = CDN + "shows/x/artwork.jpg"
 HOSTILE = "Q&A <live> \"quoted\" 'single' — Chloé 🎙️"
 GENERATED = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
-ALL_ASSETS = ("replay.mp3", "replay.m4a", "transcript.vtt", "transcript.srt", "transcript.json", "transcript.txt",
+ALL_ASSETS = ("replay.mp3", "replay.m4a", "replay.opus", "transcript.vtt", "transcript.srt", "transcript.json", "transcript.txt",
               "chapters.json")
 
 
@@ -163,10 +163,12 @@ def test_item_podcast_namespace_tags(feed_bytes: bytes) -> None:
     assert (chapters.get("url"), chapters.get("type")) == (base + "chapters.json", "application/json+chapters")
     persons = [(p.text, p.get("role")) for p in item.xpath("podcast:person", namespaces=NS)]
     assert persons == [("Alice Martin", "host"), ("Bob Okafor", "guest"), ("Chloé Dubois", "co-host")]
-    alternate = one(item, "podcast:alternateEnclosure")
-    assert alternate.get("type") == "audio/mp4"
-    assert alternate.get("length") == str(3_000_000 + len("replay.m4a"))
-    assert one(alternate, "podcast:source").get("uri") == base + "replay.m4a"
+    alternates = {a.get("type"): a for a in item.xpath("podcast:alternateEnclosure", namespaces=NS)}
+    assert set(alternates) == {"audio/mp4", "audio/opus"}
+    for mime, name in (("audio/mp4", "replay.m4a"), ("audio/opus", "replay.opus")):
+        assert alternates[mime].get("length") == str(3_000_000 + len(name))
+        assert one(alternates[mime], "podcast:source").get("uri") == base + name
+        assert int(alternates[mime].get("bitrate")) == round((3_000_000 + len(name)) * 8 / 3599.5)
 
 
 def test_item_without_optional_assets_has_no_links_to_them(feed_bytes: bytes) -> None:

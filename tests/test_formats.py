@@ -158,3 +158,24 @@ def test_empty_transcript_formats() -> None:
     assert to_webvtt(empty) == "WEBVTT\n"
     assert srt(empty) == ""
     assert json.loads(podcast_json(empty)) == {"version": "1.0.0", "segments": []}
+
+
+def test_srt_lines_fit_32_characters_as_the_srt_parser_reads_them(transcript: Transcript) -> None:
+    """Parsed by the ``srt`` package: every line within the Podcasting 2.0 caption width, every cue named, every
+    word of the transcript shown once, even for a speaker whose name nearly fills a line."""
+    import srt as srt_parser
+
+    from pipeline.formats import SRT_LINE_CHARS
+
+    long_named = Transcript(transcript.language, transcript.segments,
+                            {**NAMES, "u3": "Maria-Fernanda Dos Santos Oliveira Bragança"})
+    for t in (transcript, long_named):
+        subtitles = list(srt_parser.parse(srt(t)))
+        assert SRT_LINE_CHARS == 32 and subtitles
+        lines = [line for s in subtitles for line in s.content.split("\n")]
+        assert max(map(len, lines)) <= SRT_LINE_CHARS, [line for line in lines if len(line) > SRT_LINE_CHARS]
+        assert all(1 <= len(s.content.split("\n")) <= 2 for s in subtitles)
+        assert all(s.end > s.start for s in subtitles)
+        shown = " ".join(s.content.split(": ", 1)[1] if ": " in s.content.split("\n")[0] else s.content.split("\n", 1)[1]
+                         for s in subtitles).split()
+        assert sorted(shown) == sorted(w.text for w in t.words)
