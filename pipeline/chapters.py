@@ -114,8 +114,12 @@ def _merge_short(parts: list[Turn], min_s: float) -> list[Turn]:
         else:
             j = i - 1 if parts[i - 1].duration <= parts[i + 1].duration else i + 1
         a, b = sorted((i, j))
-        # The merged chapter is named after whoever held more of it.
-        speaker = parts[a].speaker if parts[a].duration >= parts[b].duration else parts[b].speaker
+        # The merged chapter is named after whoever held more of it; the first after the voice that opens the
+        # replay (a listener pressing play hears them first).
+        if a == 0:
+            speaker = parts[0].speaker
+        else:
+            speaker = parts[a].speaker if parts[a].duration >= parts[b].duration else parts[b].speaker
         parts[a:b + 1] = [Turn(speaker, parts[a].start, parts[b].end)]
     return parts
 

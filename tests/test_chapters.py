@@ -109,3 +109,20 @@ def test_intervals_from_transcript_follow_segments() -> None:
 
 def test_no_speech_means_no_chapters() -> None:
     assert build_chapters([], 100.0, speaker_names=NAMES) == []
+
+
+def test_the_first_chapter_is_named_after_the_voice_that_opens_it() -> None:
+    """A short welcome by the host, then a long answer: the merged first chapter is the host's, titled with
+    their opening words, although the guest holds more of it."""
+    intervals = [("u1", 0.0, 12.0), ("u2", 13.0, 45.0), ("u1", 46.0, 200.0)]
+    transcript = Transcript("en", (
+        Segment("u1", _words("u1", 0.5, "Welcome to Founders Hour about shipping audio.")),
+        Segment("u2", _words("u2", 13.0, "Thanks, latency in live rooms is my favourite subject.")),
+        Segment("u1", _words("u1", 46.0, "Let us now talk about mastering loudness targets.")),
+    ), NAMES)
+    chapters = build_chapters(intervals, 200.0, speaker_names=NAMES, min_chapter_s=30.0, transcript=transcript)
+    data = json.loads(chapters_json(chapters))["chapters"]
+    assert data[0]["startTime"] == 0.0
+    assert data[0]["title"].startswith("Alice Martin: ")
+    assert "Founders Hour" in data[0]["title"]
+    assert chapters[0].speaker == "u1" and chapters[0].end == 200.0
