@@ -42,6 +42,7 @@ from pipeline.master import (
     master_formats,
     tag_and_measure,
     untagged,
+    upmix_db,
 )
 from pipeline.mix import MixPlan, MixSettings, mixed_blocks, plan_mix
 
@@ -80,7 +81,7 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
                      for s in todo]
             mixed = mixed_blocks(room, plan, analyses, mix_settings, what=what, copies=copies)
             reports.update(_encode_and_measure(
-                limited(mixed, common, ceiling, mix_settings.sample_rate), sinks,
+                limited(mixed, common, ceiling + upmix_db(settings), mix_settings.sample_rate), sinks,
                 [(state.fmt, paths[state.fmt]) for state in todo], labels=labels, settings=settings,
                 rate=mix_settings.sample_rate, what=what, progress=progress if attempt == 1 else None))
             for state in todo:

@@ -111,3 +111,39 @@ def test_show_encoding_settings_stereo_and_opus(short_room: Path, tmp_path: Path
     opus = ebur128(folder / "replay.opus")
     assert abs(opus["integrated"] - (-16.0)) <= 0.5 and opus["true_peak"] <= -1.0
     assert "Stereo &amp; Opus" in (tmp_path / "store" / "shows" / show / "feed.xml").read_text()
+    # stereo lands on the first pass, using the headroom under the ceiling (it used to take 4, at -5.3 dBTP)
+    assert summary["encoding_passes"] == 1, summary["encoding_notes"]
+    assert report["true_peak"] >= -4.0, report
+    from lxml import etree
+
+    item = etree.parse(str(tmp_path / "store" / "shows" / show / "feed.xml")).find("channel/item")
+    alternates = item.findall("{https://podcastindex.org/namespace/1.0}alternateEnclosure")
+    opus = [a for a in alternates if a.get("type") == "audio/opus"]
+    assert len(opus) == 1 and int(opus[0].get("length")) == (folder / "replay.opus").stat().st_size
+    assert opus[0][0].get("uri").endswith("/replay.opus")
+
+
+def test_mp3_tags_as_players_read_them(short_room: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    """mutagen and ffprobe read a front cover (APIC type 3), the room's description as a COMM comment and the
+    show's title as the album."""
+    from mutagen.id3 import ID3, PictureType
+
+    data = manifest(short_room)
+    shows = tmp_path / "shows.toml"
+    shows.write_text(f'[shows.{data["show"]}]\ntitle = "Founders Hour: Q&A"\nauthor = "A"\nemail = "a@example.com"\n')
+    summary = json.loads(cli("process", str(short_room), "--no-transcribe", "-q",
+                             env=dict(env, ROOMCAST_SHOWS=str(shows))).stdout)
+    replay = tmp_path / "store" / Path(summary["assets"][0]).parent / "replay.mp3"
+    tags = ID3(replay)
+    assert [p.type for p in tags.getall("APIC")] == [PictureType.COVER_FRONT]
+    comments = tags.getall("COMM")
+    assert [c.text[0] for c in comments] == [data["description"]] and comments[0].lang == "eng"
+    assert not tags.getall("TXXX:comment")
+    assert tags["TALB"].text[0] == "Founders Hour: Q&A"
+    assert tags.getall("CHAP") and tags.getall("CTOC")  # the rewrite kept the chapters
+    probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json",
+                                       str(replay)], capture_output=True, check=True).stdout)
+    assert probe["format"]["tags"]["comment"] == data["description"]
+    assert probe["format"]["tags"]["album"] == "Founders Hour: Q&A"
+    video = [s for s in probe["streams"] if s["codec_type"] == "video"]
+    assert video and video[0]["tags"]["comment"] == "Cover (front)"

@@ -20,6 +20,7 @@ import webvtt
 from mutagen.id3 import ID3
 from mutagen.mp4 import MP4
 
+from feeds.shows import title_from_id
 from tests.roomgen import duration, ebur128, truth
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
@@ -140,7 +141,9 @@ def test_tags_and_cover_art(published: dict[str, Any]) -> None:
     tags = ID3(published["dir"] / "replay.mp3")
     assert tags.version[:2] == (2, 3)
     assert tags["TIT2"].text[0] == manifest["title"]
-    assert tags["TALB"].text[0] == manifest["show"]
+    assert tags["TALB"].text[0] == title_from_id(manifest["show"])  # the show's title (no shows.toml here)
+    assert [c.text[0] for c in tags.getall("COMM")] == ([manifest["description"]] if manifest.get("description")
+                                                        else [])
     assert str(tags["TDRC"].text[0]).startswith(manifest["recorded_at"][:10])
     consenting = [s["name"] for s in manifest["speakers"] if s.get("consent", True)]
     assert tags["TPE1"].text[0] == ", ".join(consenting)

@@ -61,6 +61,12 @@ def master_settings(settings: Settings, show_id: str) -> MasterSettings:
                           aac_kbps=show.aac_kbps, opus=show.opus or settings.opus)
 
 
+def show_title(settings: Settings, catalog: Catalog, show_id: str) -> str:
+    """The show's title as its feed gives it (the album of its replays)."""
+    show = catalog.get_show(show_id)
+    return show.title if show else show_config(show_id, settings.shows_config).title
+
+
 def render_room(settings: Settings, catalog: Catalog, room: Room,
                 results: Sequence[tuple[TrackAnalysis, TrackTranscript | None]], workspace: Path,
                 *, language: str | None, cover: Path | None = None,
@@ -94,7 +100,7 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
     notify(room.id, "mixing and encoding", 0.0)
     consenting_names = [s.name for s in room.consenting_speakers]
     tags = Tags(
-        title=room.title, artist=", ".join(consenting_names), album=room.show,
+        title=room.title, artist=", ".join(consenting_names), album=show_title(settings, catalog, room.show),
         date=room.recorded_at.strftime("%Y-%m-%d") if room.recorded_at else "",
         comment=room.description, language=language or room.language or "",
     )
