@@ -70,12 +70,37 @@ class AlternateEnclosure:
     default: bool = False
 
 
+@dataclass(frozen=True)
+class Simple:
+    """A tag with text and attributes only (``podcast:medium``, ``podcast:license``, ``podcast:soundbite``...)."""
+
+    name: str
+    text: str | None
+    attrs: tuple[tuple[str, str], ...] = ()
+
+
+SIMPLE_TAGS = ("medium", "license", "location", "funding", "soundbite", "season", "episode")
+
+
+def _simple(parent: Any, tag: Simple) -> None:
+    element = etree.SubElement(parent, _tag(tag.name), dict(tag.attrs))
+    if tag.text is not None:
+        element.text = tag.text
+
+
+def _checked_simple(name: str, text: str | None, attrs: dict[str, str]) -> Simple:
+    if name not in SIMPLE_TAGS:
+        raise ValueError(f"podcast:{name} is not one of {SIMPLE_TAGS}")
+    return Simple(name, text, tuple(sorted(attrs.items())))
+
+
 class PodcastIndexExtension(BaseExtension):
     """Channel-level Podcasting 2.0 tags."""
 
     def __init__(self) -> None:
         self.__guid: str | None = None
         self.__locked: tuple[bool, str | None] | None = None
+        self.__simple: list[Simple] = []
 
     def extend_ns(self) -> dict[str, str]:
         return {"podcast": PODCAST_NS}
@@ -90,7 +115,14 @@ class PodcastIndexExtension(BaseExtension):
             if owner:
                 element.attrib["owner"] = owner
             element.text = "yes" if locked else "no"
+        for tag in self.__simple:
+            _simple(channel, tag)
         return feed
+
+    def podcast_simple(self, name: str, text: str | None = None, **attrs: str) -> list[Simple]:
+        """Add a text-and-attributes tag (``medium``, ``license``, ``location``, ``funding``)."""
+        self.__simple.append(_checked_simple(name, text, attrs))
+        return list(self.__simple)
 
     def podcast_guid(self, guid: str | None = None) -> str | None:
         """Get or set the feed's globally unique id (a UUID, normally :func:`feed_guid` of the feed URL)."""
@@ -116,6 +148,8 @@ class PodcastIndexEntryExtension(BaseEntryExtension):
         self.__chapters: str | None = None
         self.__persons: list[Person] = []
         self.__alternates: list[AlternateEnclosure] = []
+        self.__simple: list[Simple] = []
+        self.__value: list[tuple[str, str, int]] = []
 
     def extend_ns(self) -> dict[str, str]:
         return {"podcast": PODCAST_NS}
@@ -137,7 +171,26 @@ class PodcastIndexEntryExtension(BaseEntryExtension):
             element.text = p.name
         for a in self.__alternates:
             self._alternate_element(entry, a)
+        for tag in self.__simple:
+            _simple(entry, tag)
+        if self.__value:
+            value = etree.SubElement(entry, _tag("value"), type="lightning", method="keysend")
+            for name, address, split in self.__value:
+                etree.SubElement(value, _tag("valueRecipient"), name=name, type="node", address=address,
+                                 split=str(split))
         return entry
+
+    def podcast_simple(self, name: str, text: str | None = None, **attrs: str) -> list[Simple]:
+        """Add a text-and-attributes tag (``soundbite``...)."""
+        self.__simple.append(_checked_simple(name, text, attrs))
+        return list(self.__simple)
+
+    def podcast_value(self, name: str, address: str, split: int) -> list[tuple[str, str, int]]:
+        """Add a lightning keysend recipient (``podcast:valueRecipient``) of the episode's ``podcast:value``."""
+        if split < 1:
+            raise ValueError(f"podcast:valueRecipient split must be >= 1, got {split}")
+        self.__value.append((name, address, split))
+        return list(self.__value)
 
     @staticmethod
     def _alternate_element(entry: Any, alt: AlternateEnclosure) -> None:

@@ -20,13 +20,17 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
+from feeds.extras import channel_extras, item_extras, podcast_item_extras, with_prefix
+from feeds.feedmeta import EpisodeMeta
 from feeds.podcast_ext import PodcastIndexEntryExtension, PodcastIndexExtension, feed_guid
+from feeds.shows import ShowConfig
 from pipeline.errors import FeedError
 from storage.records import AssetRecord, EpisodeRecord, PersonRecord, ShowRecord
 
 log = logging.getLogger(__name__)
 
 ITUNES_NS = "http://www.itunes.com/dtds/podcast-1.0.dtd"
+CONTENT_NS = "http://purl.org/rss/1.0/modules/content/"
 DESCRIPTION_MAX_BYTES = 4000  # Apple Podcasts' limit for channel and episode descriptions
 REPLAY_ASSET = "replay.mp3"
 # Other encodings of the replay, listed as podcast:alternateEnclosure (the type as the Podcasting 2.0 spec's own
@@ -121,32 +125,47 @@ class AppleTagsExtension(BaseExtension):
 
 
 class AppleTagsEntryExtension(BaseEntryExtension):
+    """Item tags feedgen writes in an outdated form or not at all: ``itunes:explicit``, ``itunes:image`` for any
+    URL, and ``content:encoded`` (show notes as HTML) whether or not a description is set."""
+
     def __init__(self) -> None:
         self.explicit: bool | None = None
+        self.image: str | None = None
+        self.notes_html: str = ""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"content": CONTENT_NS}
 
     def extend_rss(self, entry: Any) -> Any:
         if self.explicit is not None:
             etree.SubElement(entry, f"{{{ITUNES_NS}}}explicit").text = _itunes_flag(self.explicit)
+        if self.image:
+            etree.SubElement(entry, f"{{{ITUNES_NS}}}image", href=self.image)
+        if self.notes_html:
+            etree.SubElement(entry, f"{{{CONTENT_NS}}}encoded").text = etree.CDATA(self.notes_html)
         return entry
 
 
 def build_feed(show: ShowRecord, episodes: Sequence[EpisodeRecord], *, feed_url: str, url_for: Callable[[str], str],
                artwork_url: str | None, generated_at: datetime | None = None, podcast_guid: str | None = None,
-               new_feed_url: str | None = None) -> bytes:
+               new_feed_url: str | None = None, config: ShowConfig | None = None) -> bytes:
     """The feed XML (UTF-8 bytes) of ``show`` listing ``episodes``, newest first, at most ``show.max_items``.
 
     ``url_for(key)`` gives the public URL of an object key; ``feed_url`` is where this feed will be served (its
     ``atom:link rel=self``). ``podcast_guid`` is the show's identity for life (the catalog's, which survives a change
     of public URL); only without one is it derived from ``feed_url``. ``new_feed_url`` (``itunes:new-feed-url``)
-    tells apps the feed moved there.
+    tells apps the feed moved there. ``config`` (the show's shows.toml table) adds what hosts let a show set
+    (copyright, itunes:block/complete/type, podcast:medium/license/location/funding, an analytics prefix).
     """
     fg = _channel(show, feed_url=feed_url, artwork_url=artwork_url, generated_at=generated_at or datetime.now(UTC))
     _identity(fg, show, podcast_guid=podcast_guid or feed_guid(feed_url), new_feed_url=new_feed_url)
+    channel_extras(fg, show, config or ShowConfig(id=show.id, title=show.title))
+    media_url = with_prefix(url_for, config.analytics_prefix if config else None)
     items = [e for e in episodes if _has_replay(show, e)]
     items.sort(key=lambda e: (_published(e) or _EPOCH, e.id), reverse=True)
     # feedgen prepends each entry it is given, so adding oldest first leaves the newest on top.
     for episode in reversed(items[: max(show.max_items, 0)]):
-        _add_item(fg, show, episode, url_for)
+        _add_item(fg, show, episode, url_for, media_url)
     try:
         return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
     except ValueError as exc:
@@ -183,7 +202,6 @@ def _channel(show: ShowRecord, *, feed_url: str, artwork_url: str | None, genera
         fg.podcast.itunes_owner(name=clean_text(show.owner_name or show.author), email=show.owner_email)
         category = {"cat": show.category, **({"sub": show.subcategory} if show.subcategory else {})}
         fg.podcast.itunes_category(category)
-        fg.podcast.itunes_type("episodic")
         fg.podcastindex.podcast_locked(show.locked, owner=show.owner_email)
     except ValueError as exc:
         raise FeedError(f"show {show.id!r} has an unusable setting: {exc}; fix it in shows.toml") from exc
@@ -206,7 +224,8 @@ def _generator() -> tuple[str, str | None]:
         return "roomcast", None
 
 
-def _add_item(fg: FeedGenerator, show: ShowRecord, episode: EpisodeRecord, url_for: Callable[[str], str]) -> None:
+def _add_item(fg: FeedGenerator, show: ShowRecord, episode: EpisodeRecord, url_for: Callable[[str], str],
+              media_url: Callable[[str], str]) -> None:
     replay = episode.asset(REPLAY_ASSET)
     assert replay is not None  # filtered by _has_replay
     entry: FeedEntry = fg.add_entry()
@@ -219,17 +238,18 @@ def _add_item(fg: FeedGenerator, show: ShowRecord, episode: EpisodeRecord, url_f
         published = _published(episode)
         if published is not None:
             entry.pubDate(published)
-        entry.enclosure(url_for(replay.key), str(replay.size), "audio/mpeg")
+        entry.enclosure(media_url(replay.key), str(replay.size), "audio/mpeg")
         entry.podcast.itunes_duration(str(round(episode.duration_s)))
-        entry.podcast.itunes_episode_type("full")
         entry.apple.explicit = show.explicit
-        _add_podcast_tags(entry.podcastindex, show, episode, url_for)
+        meta = EpisodeMeta.from_json(episode.feed_meta)
+        item_extras(entry, meta)
+        _add_podcast_tags(entry.podcastindex, show, episode, url_for, media_url, meta)
     except ValueError as exc:
         raise FeedError(f"episode {episode.id!r} of show {show.id!r} cannot be listed: {exc}") from exc
 
 
 def _add_podcast_tags(ext: PodcastIndexEntryExtension, show: ShowRecord, episode: EpisodeRecord,
-                      url_for: Callable[[str], str]) -> None:
+                      url_for: Callable[[str], str], media_url: Callable[[str], str], meta: EpisodeMeta) -> None:
     language = episode.language or show.language
     for name, (mime, rel) in TRANSCRIPT_ASSETS.items():
         asset = episode.asset(name)
@@ -241,12 +261,14 @@ def _add_podcast_tags(ext: PodcastIndexEntryExtension, show: ShowRecord, episode
     for person in episode.persons:
         name = clean_text(person.name).strip()
         if name:
-            ext.podcast_person(name, role=person_role(person))
+            links = meta.people.get(person.name, {})
+            ext.podcast_person(name, role=person_role(person), img=links.get("img"), href=links.get("href"))
     for name, mime in ALTERNATE_ASSETS.items():
         asset = episode.asset(name)
         if asset is not None:
-            ext.podcast_alternate_enclosure(mime, url_for(asset.key), length=asset.size,
+            ext.podcast_alternate_enclosure(mime, media_url(asset.key), length=asset.size,
                                             bitrate=_bitrate(asset, episode.duration_s))
+    podcast_item_extras(ext, meta)
 
 
 def person_role(person: PersonRecord) -> str:

@@ -17,6 +17,19 @@
     max_items = 300
     locked = true                    # defaults to true once a real email is set
     guid = "917393e3-1b1e-5cef-ace4-edaa54e1f810"  # podcast:guid; fixed at the first publish when absent
+    copyright = "© 2026 Founders Media"
+    type = "episodic"                # itunes:type: episodic (newest first) or serial (in order)
+    block = false                    # itunes:block: keep the show out of Apple Podcasts' directory
+    complete = false                 # itunes:complete: no more episodes will come
+    medium = "podcast"               # podcast:medium
+    license = "CC-BY-4.0"            # podcast:license (an SPDX identifier), license_url for any other
+    license_url = ""
+    location = "Berlin, Germany"     # podcast:location, with location_geo = "geo:52.52,13.40" and location_osm
+    location_geo = ""
+    location_osm = ""
+    funding_url = "https://example.com/support"   # podcast:funding
+    funding_text = "Support the show"
+    analytics_prefix = "https://op3.dev/e/"       # put before every enclosure URL (OP3, Podtrac, Chartable...)
 
 Other top-level tables (roomcast's own settings may share the file) are ignored.
 """
@@ -38,6 +51,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
+from feeds.feedmeta import MEDIUMS, SHOW_TYPES, http_url
 from pipeline.errors import FeedError
 from storage.records import ShowRecord
 
@@ -113,6 +127,20 @@ class ShowConfig:
     aac_kbps: int | None = None
     opus: bool = False
     guid: str | None = None
+    # What hosted platforms also let a show set (all left out of the feed by default).
+    copyright: str | None = None
+    type: str = "episodic"
+    block: bool = False
+    complete: bool = False
+    medium: str | None = None
+    license: str | None = None
+    license_url: str | None = None
+    location: str | None = None
+    location_geo: str | None = None
+    location_osm: str | None = None
+    funding_url: str | None = None
+    funding_text: str | None = None
+    analytics_prefix: str | None = None
 
     def to_record(self) -> ShowRecord:
         return ShowRecord(id=self.id, title=self.title, author=self.author, owner_name=self.owner,
@@ -128,8 +156,9 @@ class ShowConfig:
 
 
 _STRING_KEYS = ("title", "author", "owner", "email", "description", "language", "category", "subcategory",
-                "artwork", "link", "guid")
-_BOOL_KEYS = ("explicit", "locked", "opus")
+                "artwork", "link", "guid", "copyright", "type", "medium", "license", "license_url", "location",
+                "location_geo", "location_osm", "funding_url", "funding_text", "analytics_prefix")
+_BOOL_KEYS = ("explicit", "locked", "opus", "block", "complete")
 _INT_KEYS = {"max_items": (1, 100_000), "channels": (1, 2), "mp3_kbps": (32, 320), "aac_kbps": (32, 320)}
 _KNOWN_KEYS = {f.name for f in fields(ShowConfig)} - {"id"}
 
@@ -232,12 +261,27 @@ def _check_values(config: ShowConfig, where: str) -> None:
         raise FeedError(f"{where}: email {config.email!r} is not an email address")
     if config.link is not None and not config.link.startswith(("http://", "https://")):
         raise FeedError(f"{where}: link {config.link!r} must be an http(s) URL")
+    _check_channel_values(config, where)
     if config.guid is not None:
         try:
             uuid.UUID(config.guid)
         except ValueError as exc:
             raise FeedError(f"{where}: guid {config.guid!r} is not a UUID such as "
                             f"917393e3-1b1e-5cef-ace4-edaa54e1f810") from exc
+
+
+def _check_channel_values(config: ShowConfig, where: str) -> None:
+    if config.type not in SHOW_TYPES:
+        raise FeedError(f"{where}: type {config.type!r} must be one of {', '.join(SHOW_TYPES)}")
+    if config.medium is not None and config.medium not in MEDIUMS:
+        raise FeedError(f"{where}: medium {config.medium!r} must be one of {', '.join(MEDIUMS)}")
+    for key in ("license_url", "funding_url", "analytics_prefix"):
+        if getattr(config, key) is not None:
+            http_url(getattr(config, key), f"{where}: {key}")
+    if config.funding_text is not None and config.funding_url is None:
+        raise FeedError(f"{where}: funding_text needs a funding_url")
+    if config.location_geo is not None and not config.location_geo.startswith("geo:"):
+        raise FeedError(f"{where}: location_geo {config.location_geo!r} must be a geo: URI such as geo:52.52,13.40")
 
 
 def check_artwork(path: Path) -> None:

@@ -115,6 +115,7 @@ class Episode(Base):
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
     input_hash: Mapped[str] = mapped_column(String(64), default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
+    feed_meta: Mapped[str] = mapped_column(Text, default="", server_default="")
     speakers: Mapped[list[Speaker]] = relationship(cascade="all, delete-orphan", order_by="Speaker.position")
     tracks: Mapped[list[Track]] = relationship(cascade="all, delete-orphan", order_by="Track.position")
     assets: Mapped[list[Asset]] = relationship(cascade="all, delete-orphan", order_by="Asset.name")
@@ -318,6 +319,11 @@ class Catalog:
             row.assets = [Asset(name=a.name, key=a.key, size=a.size, content_type=a.content_type, md5=a.md5)
                           for a in assets]
 
+    def set_feed_meta(self, episode_id: str, feed_meta: str) -> None:
+        """Keep what the episode's feed item says beyond the basics (JSON, see :mod:`feeds.feedmeta`)."""
+        with self.session() as s:
+            self._episode_row(s, episode_id).feed_meta = feed_meta
+
     def mark_listed(self, episode_id: str, duration_s: float, published_at: datetime | None = None) -> None:
         """Let the show's feeds list the episode (its objects are stored); the first ``published_at`` is kept.
         Its status becomes ``published`` only with :meth:`mark_published`, once the feeds are rebuilt, so a
@@ -485,7 +491,7 @@ def _episode(row: Episode) -> EpisodeRecord:
         id=row.id, show=row.show_id, title=row.title, description=row.description, visibility=row.visibility,
         guid=row.guid, status=row.status, stage=row.stage, progress=row.progress, error=row.error,
         language=row.language, recorded_at=_utc(row.recorded_at), published_at=_utc(row.published_at),
-        duration_s=row.duration_s,
+        duration_s=row.duration_s, feed_meta=row.feed_meta or "",
         assets=tuple(AssetRecord(a.name, a.key, a.size, a.content_type, a.md5) for a in row.assets),
         persons=tuple(PersonRecord(p.name, p.role) for p in row.speakers if p.consent),
     )

@@ -75,6 +75,7 @@ class EpisodeRecord:
     duration_s: float = 0.0
     assets: tuple[AssetRecord, ...] = field(default_factory=tuple)
     persons: tuple[PersonRecord, ...] = field(default_factory=tuple)
+    feed_meta: str = ""  # JSON of the manifest's "feed" object as checked at publish (feeds.feedmeta)
 
     def asset(self, name: str) -> AssetRecord | None:
         return next((a for a in self.assets if a.name == name), None)

@@ -340,14 +340,11 @@ def test_a_new_catalog_has_the_schema_the_migrations_build(database_url: str, tm
 def test_a_catalog_made_before_migrations_is_stamped_and_kept(database_url: str) -> None:
     """A catalog with the tables but no version table (made before migrations existed) is stamped with the initial
     revision by Alembic and upgraded, its rows kept."""
-    from sqlalchemy import create_engine, text
-
-    from storage.migrations import HEAD_REVISION
-
     from alembic import command
     from alembic.config import Config
+    from sqlalchemy import create_engine, text
 
-    from storage.migrations import INITIAL_REVISION, MIGRATIONS
+    from storage.migrations import HEAD_REVISION, INITIAL_REVISION, MIGRATIONS
 
     if database_url.startswith("sqlite"):
         Path(database_url.partition(":///")[2]).parent.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,8 @@ CDN = "https://cdn.example.com/media/"
 ART = CDN + "shows/x/artwork.jpg"
 HOSTILE = "Q&A <live> \"quoted\" 'single' — Chloé 🎙️"
 GENERATED = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
-ALL_ASSETS = ("replay.mp3", "replay.m4a", "replay.opus", "transcript.vtt", "transcript.srt", "transcript.json", "transcript.txt",
+ALL_ASSETS = ("replay.mp3", "replay.m4a", "replay.opus",
+              "transcript.vtt", "transcript.srt", "transcript.json", "transcript.txt",
               "chapters.json")
 
 

@@ -176,6 +176,9 @@ def test_srt_lines_fit_32_characters_as_the_srt_parser_reads_them(transcript: Tr
         assert max(map(len, lines)) <= SRT_LINE_CHARS, [line for line in lines if len(line) > SRT_LINE_CHARS]
         assert all(1 <= len(s.content.split("\n")) <= 2 for s in subtitles)
         assert all(s.end > s.start for s in subtitles)
-        shown = " ".join(s.content.split(": ", 1)[1] if ": " in s.content.split("\n")[0] else s.content.split("\n", 1)[1]
-                         for s in subtitles).split()
+        def words_of(content: str) -> str:
+            first = content.split("\n")[0]
+            return content.split(": ", 1)[1] if ": " in first else content.split("\n", 1)[1]
+
+        shown = " ".join(words_of(s.content) for s in subtitles).split()
         assert sorted(shown) == sorted(w.text for w in t.words)

@@ -76,7 +76,7 @@ def _settings(ctx: click.Context) -> Settings:
 def validate(ctx: click.Context, room_dir: Path) -> None:
     """Check a room folder; print every problem and exit 1 if there is any."""
     from pipeline.manifest import load_room
-    from workers.showcheck import show_warnings
+    from workers.showcheck import room_feed_meta, show_warnings
 
     try:
         room = load_room(room_dir)
@@ -87,6 +87,7 @@ def validate(ctx: click.Context, room_dir: Path) -> None:
     click.echo(f"room {room.id!r} is valid: {len(room.speakers)} speakers, {len(room.tracks)} tracks, "
                f"{room.duration:.1f} s of room, {speech:.1f} s of track audio")
     try:
+        room_feed_meta(room)
         warnings = show_warnings(_settings(ctx), room.show)
     except RoomcastError as exc:
         click.echo(f"roomcast: {exc}", err=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from feeds.podcast_ext import feed_guid
 from feeds.rss import build_feed, episode_prefix, feed_key
-from feeds.shows import check_artwork, default_artwork, show_record
+from feeds.shows import ShowConfig, check_artwork, default_artwork, show_config, show_record
 from pipeline.errors import FeedError
 from pipeline.manifest import Room
 from storage.catalog import Catalog
@@ -24,6 +24,7 @@ from storage.objects import ObjectStore, content_type_for
 from storage.records import AssetRecord, EpisodeRecord, ShowRecord
 from workers.config import Settings
 from workers.render import Rendered
+from workers.showcheck import room_feed_meta
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
         assets.append(AssetRecord(name=name, key=info.key, size=info.size, content_type=info.content_type,
                                   md5=info.md5))
     catalog.record_assets(room.id, assets)
+    catalog.set_feed_meta(room.id, room_feed_meta(room).to_json())
     catalog.mark_listed(room.id, rendered.duration_s)
     _remove_other_copies(store, catalog, show, room, prefix)
     rebuild_feeds(settings, store, catalog, show.id)
@@ -94,11 +96,12 @@ def rebuild_feeds(settings: Settings, store: ObjectStore, catalog: Catalog, show
     Runs under the show's lock in the catalog and reads the catalog inside it: of episodes of one show finishing
     together, the last to rebuild sees every one published before it, so no item is ever lost to a race.
     """
+    config = show_config(show_id, settings.shows_config)
     with catalog.show_lock(show_id):
-        return _rebuild_feeds(store, catalog, show_id)
+        return _rebuild_feeds(store, catalog, show_id, config)
 
 
-def _rebuild_feeds(store: ObjectStore, catalog: Catalog, show_id: str) -> list[str]:
+def _rebuild_feeds(store: ObjectStore, catalog: Catalog, show_id: str, config: ShowConfig) -> list[str]:
     show = catalog.get_show(show_id)
     if show is None:
         raise FeedError(f"show {show_id!r} is not in the catalog; process one of its rooms first")
@@ -110,7 +113,7 @@ def _rebuild_feeds(store: ObjectStore, catalog: Catalog, show_id: str) -> list[s
         key = feed_key(show.id, token)
         body = build_feed(show, episodes, feed_url=store.url(key), url_for=store.url,
                           artwork_url=store.url(show.artwork_key) if show.artwork_key else None,
-                          generated_at=datetime.now(UTC), **_identity(store, catalog, show, token))
+                          generated_at=datetime.now(UTC), config=config, **_identity(store, catalog, show, token))
         store.put_bytes(key, body, content_type="application/rss+xml; charset=utf-8", cache_control=FEED_CACHE)
         written.append(key)
         log.info("show %s: %s feed rebuilt with %d item(s) at %s", show.id, visibility, len(episodes), key)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from feeds.feedmeta import EpisodeMeta, episode_meta
 from feeds.shows import placeholder_warning, show_config
+from pipeline.manifest import Room
 from workers.config import Settings
 
 
@@ -11,3 +13,9 @@ def show_warnings(settings: Settings, show_id: str) -> list[str]:
     published (a first run needs no shows.toml), with placeholders as author and owner, and said so loudly."""
     config = show_config(show_id, settings.shows_config)
     return [placeholder_warning(show_id, settings.shows_config)] if config.placeholder_owner else []
+
+
+def room_feed_meta(room: Room) -> EpisodeMeta:
+    """The room manifest's ``feed`` object, checked (only consenting speakers' links and wallets are kept)."""
+    names = {s.id: s.name for s in room.consenting_speakers}
+    return episode_meta(room.extra.get("feed"), names, where=f"room {room.id!r}: {room.folder / 'room.json'}")
