@@ -47,6 +47,10 @@ class Settings:
     # An in-process run keeps each track decoded at the mixing rate while it is analysed, so the mix does not
     # decode it again, when the room's tracks take at most this much disk (4 GB: 6 hours of track time).
     keep_decoded_mb: int = 4096
+    # Told when a public feed changes (workers.feedping): a Podping endpoint (with its token) and/or a WebSub hub.
+    podping_url: str | None = None
+    podping_token: str | None = None
+    websub_hub: str | None = None
 
     @property
     def model_cache(self) -> Path:
@@ -70,6 +74,9 @@ _ENV = {
     "ROOMCAST_MIN_CHAPTER_S": ("min_chapter_s", float),
     "ROOMCAST_CHANNELS": ("channels", int),
     "ROOMCAST_KEEP_DECODED_MB": ("keep_decoded_mb", int),
+    "ROOMCAST_PODPING_URL": ("podping_url", str),
+    "ROOMCAST_PODPING_TOKEN": ("podping_token", str),
+    "ROOMCAST_WEBSUB_HUB": ("websub_hub", str),
 }
 
 

@@ -23,6 +23,7 @@ from storage.catalog import Catalog
 from storage.objects import ObjectStore, content_type_for
 from storage.records import AssetRecord, EpisodeRecord, ShowRecord
 from workers.config import Settings
+from workers.feedping import Pinger, ping_later
 from workers.render import Rendered
 from workers.showcheck import room_feed_meta
 
@@ -98,7 +99,10 @@ def rebuild_feeds(settings: Settings, store: ObjectStore, catalog: Catalog, show
     """
     config = show_config(show_id, settings.shows_config)
     with catalog.show_lock(show_id):
-        return _rebuild_feeds(store, catalog, show_id, config)
+        written = _rebuild_feeds(store, catalog, show_id, config)
+    public = [store.url(key) for key in written if key == feed_key(show_id)]
+    ping_later(Pinger(settings.podping_url, settings.podping_token, settings.websub_hub), public)
+    return written
 
 
 def _rebuild_feeds(store: ObjectStore, catalog: Catalog, show_id: str, config: ShowConfig) -> list[str]:
