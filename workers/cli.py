@@ -355,5 +355,22 @@ def feed_move(ctx: click.Context, show: str, new_url: str) -> None:
         click.echo(context.store.url(key))
 
 
+@main.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check the store from outside over HTTP: public read, range requests, content types, CORS."""
+    from workers.doctor import check_store
+
+    context = _context(ctx)
+    try:
+        checks = check_store(context.store)
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for check in checks:
+        click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+    if not all(c.ok for c in checks):
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
