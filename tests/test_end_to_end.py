@@ -165,6 +165,13 @@ def test_feed(published: dict[str, Any]) -> None:
     assert int(enclosure.length) == replay.stat().st_size
     assert enclosure.href.startswith("https://cdn.example.com/podcasts/shows/")
     assert abs(int(entry.itunes_duration) - duration(replay)) <= 1.0
+    # a soundbite chosen from the transcript, inside the replay
+    from lxml import etree
+
+    bites = etree.parse(str(feed_path)).findall(".//{https://podcastindex.org/namespace/1.0}soundbite")
+    assert len(bites) == 1
+    start, length = float(bites[0].get("startTime")), float(bites[0].get("duration"))
+    assert 15.0 <= length <= 60.0 and 0.0 <= start and start + length <= duration(replay) + 0.5
 
 
 def test_vtt_parses_with_voices(published: dict[str, Any]) -> None:

@@ -14,11 +14,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from feeds.feedmeta import EpisodeMeta, Soundbite
 from feeds.podcast_ext import feed_guid
 from feeds.rss import build_feed, episode_prefix, feed_key
 from feeds.shows import ShowConfig, check_artwork, default_artwork, show_config, show_record
 from pipeline.errors import FeedError
 from pipeline.manifest import Room
+from pipeline.soundbites import pick_soundbites
 from storage.catalog import Catalog
 from storage.objects import ObjectStore, content_type_for
 from storage.records import AssetRecord, EpisodeRecord, ShowRecord
@@ -69,7 +71,7 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
         assets.append(AssetRecord(name=name, key=info.key, size=info.size, content_type=info.content_type,
                                   md5=info.md5))
     catalog.record_assets(room.id, assets)
-    catalog.set_feed_meta(room.id, room_feed_meta(room).to_json())
+    catalog.set_feed_meta(room.id, with_soundbites(room_feed_meta(room), rendered).to_json())
     catalog.mark_listed(room.id, rendered.duration_s)
     _remove_other_copies(store, catalog, show, room, prefix)
     rebuild_feeds(settings, store, catalog, show.id)
@@ -77,6 +79,14 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
     episode = catalog.get_episode(room.id)
     assert episode is not None
     return episode
+
+
+def with_soundbites(meta: EpisodeMeta, rendered: Rendered) -> EpisodeMeta:
+    """The manifest's soundbites, else the most engaged stretch of the transcript (none without one)."""
+    if meta.soundbites or rendered.transcript is None:
+        return meta
+    bites = pick_soundbites(rendered.transcript)
+    return replace(meta, soundbites=tuple(Soundbite(b.start, b.duration) for b in bites))
 
 
 def _remove_other_copies(store: ObjectStore, catalog: Catalog, show: ShowRecord, room: Room, kept: str) -> None:
