@@ -101,6 +101,7 @@ class PodcastIndexExtension(BaseExtension):
         self.__guid: str | None = None
         self.__locked: tuple[bool, str | None] | None = None
         self.__simple: list[Simple] = []
+        self.__elements: list[Any] = []
 
     def extend_ns(self) -> dict[str, str]:
         return {"podcast": PODCAST_NS}
@@ -117,7 +118,13 @@ class PodcastIndexExtension(BaseExtension):
             element.text = "yes" if locked else "no"
         for tag in self.__simple:
             _simple(channel, tag)
+        channel.extend(self.__elements)  # extensions run before feedgen adds the items: these come first
         return feed
+
+    def podcast_elements(self, elements: list[Any]) -> list[Any]:
+        """Add ready-made ``podcast:`` elements with children of their own (``podcast:liveItem``)."""
+        self.__elements.extend(elements)
+        return list(self.__elements)
 
     def podcast_simple(self, name: str, text: str | None = None, **attrs: str) -> list[Simple]:
         """Add a text-and-attributes tag (``medium``, ``license``, ``location``, ``funding``)."""

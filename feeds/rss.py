@@ -22,6 +22,7 @@ from lxml import etree
 
 from feeds.extras import channel_extras, item_extras, podcast_item_extras, with_prefix
 from feeds.feedmeta import EpisodeMeta
+from feeds.live import live_elements
 from feeds.podcast_ext import PodcastIndexEntryExtension, PodcastIndexExtension, feed_guid
 from feeds.shows import ShowConfig
 from pipeline.errors import FeedError
@@ -159,6 +160,7 @@ def build_feed(show: ShowRecord, episodes: Sequence[EpisodeRecord], *, feed_url:
     """
     fg = _channel(show, feed_url=feed_url, artwork_url=artwork_url, generated_at=generated_at or datetime.now(UTC))
     _identity(fg, show, podcast_guid=podcast_guid or feed_guid(feed_url), new_feed_url=new_feed_url)
+    fg.podcastindex.podcast_elements(live_elements(show.id, show.live_items))
     channel_extras(fg, show, config or ShowConfig(id=show.id, title=show.title))
     media_url = with_prefix(url_for, config.analytics_prefix if config else None)
     items = [e for e in episodes if _has_replay(show, e)]

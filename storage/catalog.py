@@ -94,6 +94,7 @@ class Show(Base):
     locked: Mapped[bool] = mapped_column(Boolean, default=True)
     podcast_guid: Mapped[str | None] = mapped_column(String(36), nullable=True)
     new_feed_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    live_items: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Episode(Base):
@@ -216,6 +217,7 @@ class Catalog:
                 s.add(row)
             else:
                 values.pop("private_token", None)
+                values.pop("live_items", None)
                 for kept in ("podcast_guid", "new_feed_url"):
                     if values.get(kept) is None:
                         values.pop(kept, None)
@@ -248,6 +250,14 @@ class Catalog:
             row.new_feed_url = url
             s.flush()
             return _show(row)
+
+    def set_live_items(self, show_id: str, live_items: str) -> None:
+        """Replace the show's rooms announced live (JSON, see :mod:`feeds.live`)."""
+        with self.session() as s:
+            row = s.get(Show, show_id, with_for_update=True)
+            if row is None:
+                raise StorageError(f"catalog {self.name}: show {show_id!r} does not exist; publish to it first")
+            row.live_items = live_items
 
     def ensure_private_token(self, show_id: str) -> str:
         """The show's private feed token (256 random bits), made on first use and kept."""

@@ -55,6 +55,7 @@ class ShowRecord:
     # The show's identity for life (podcast:guid), fixed when the show is first published or pinned in shows.toml.
     podcast_guid: str | None = None
     new_feed_url: str | None = None  # where the feed moved to (itunes:new-feed-url)
+    live_items: str = ""  # rooms announced live (JSON, feeds.live)
 
 
 @dataclass(frozen=True)

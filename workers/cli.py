@@ -355,6 +355,37 @@ def feed_move(ctx: click.Context, show: str, new_url: str) -> None:
         click.echo(context.store.url(key))
 
 
+@main.group()
+def live() -> None:
+    """Rooms announced before they happen (podcast:liveItem)."""
+
+
+@live.command("announce")
+@click.argument("show")
+@click.argument("room_id")
+@click.option("--title", required=True)
+@click.option("--start", "start", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z"]), required=True,
+              help="When the room starts, e.g. 2026-12-05T18:00:00+0000.")
+@click.option("--end", "end", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z"]), default=None)
+@click.option("--stream", "stream_url", required=True, help="URL of the live audio stream.")
+@click.option("--status", type=click.Choice(["pending", "live", "ended"]), default="pending")
+@click.option("--link", default=None, help="Web page where the room can be joined.")
+@click.pass_context
+def live_announce(ctx: click.Context, show: str, room_id: str, title: str, start: Any, end: Any, stream_url: str,
+                  status: str, link: str | None) -> None:
+    """Announce ROOM_ID in SHOW's feed; publishing the room's replay later replaces the announcement."""
+    from workers.live import announce
+
+    context = _context(ctx)
+    try:
+        keys = announce(_settings(ctx), context.store, context.catalog, show, room_id, title=title, start=start,
+                        stream_url=stream_url, status=status, end=end, link=link)
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for key in keys:
+        click.echo(context.store.url(key))
+
+
 @main.command()
 @click.pass_context
 def doctor(ctx: click.Context) -> None:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from feeds.feedmeta import EpisodeMeta, Soundbite
+from feeds.live import dump as live_items_dump
+from feeds.live import load as live_items_load
 from feeds.podcast_ext import feed_guid
 from feeds.rss import build_feed, episode_prefix, feed_key
 from feeds.shows import ShowConfig, check_artwork, default_artwork, show_config, show_record
@@ -74,11 +76,22 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
     catalog.set_feed_meta(room.id, with_soundbites(room_feed_meta(room), rendered).to_json())
     catalog.mark_listed(room.id, rendered.duration_s)
     _remove_other_copies(store, catalog, show, room, prefix)
+    _end_live_item(catalog, show.id, room.id)
     rebuild_feeds(settings, store, catalog, show.id)
     catalog.mark_published(room.id, rendered.duration_s)  # only now: whoever sees "published" finds it in the feed
     episode = catalog.get_episode(room.id)
     assert episode is not None
     return episode
+
+
+def _end_live_item(catalog: Catalog, show_id: str, room_id: str) -> None:
+    """The room's live item leaves the feed as its replay (same guid) enters it."""
+    show = catalog.get_show(show_id)
+    if show is not None and show.live_items:
+        items = live_items_load(show.live_items)
+        kept = [i for i in items if i.id != room_id]
+        if len(kept) != len(items):
+            catalog.set_live_items(show_id, live_items_dump(kept))
 
 
 def with_soundbites(meta: EpisodeMeta, rendered: Rendered) -> EpisodeMeta:

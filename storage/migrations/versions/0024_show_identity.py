@@ -1,5 +1,5 @@
-"""Show identity: the ``podcast:guid`` a show keeps for life, and where its feed moved to; an episode's feed
-settings (season, episode type, show notes... as JSON).
+"""Show identity: the ``podcast:guid`` a show keeps for life, where its feed moved to and its rooms announced
+live; an episode's feed settings (season, episode type, show notes... as JSON).
 
 Revision ID: 0024
 Revises: 0001
@@ -20,6 +20,7 @@ def upgrade() -> None:
     with op.batch_alter_table("shows") as batch:
         batch.add_column(sa.Column("podcast_guid", sa.String(length=36), nullable=True))
         batch.add_column(sa.Column("new_feed_url", sa.String(length=1024), nullable=True))
+        batch.add_column(sa.Column("live_items", sa.Text(), nullable=False, server_default=""))
     with op.batch_alter_table("episodes") as batch:
         batch.add_column(sa.Column("feed_meta", sa.Text(), nullable=False, server_default=""))
 
@@ -28,5 +29,6 @@ def downgrade() -> None:
     with op.batch_alter_table("episodes") as batch:
         batch.drop_column("feed_meta")
     with op.batch_alter_table("shows") as batch:
+        batch.drop_column("live_items")
         batch.drop_column("new_feed_url")
         batch.drop_column("podcast_guid")
