@@ -47,8 +47,9 @@ def test_announced_room_becomes_its_replay(short_room: Path, tmp_path: Path) -> 
     if shutil.which("node") and PARTYTIME.is_dir():
         script = ("const {parseFeed} = require(process.argv[1]); const fs = require('fs');"
                   "console.log(JSON.stringify(parseFeed(fs.readFileSync(process.argv[2], 'utf8'))))")
-        parsed = json.loads(subprocess.run(["node", "-e", script, str(PARTYTIME), str(feed_path)],
-                                           capture_output=True, text=True, check=True, timeout=60).stdout.splitlines()[-1])
+        out = subprocess.run(["node", "-e", script, str(PARTYTIME), str(feed_path)], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+        parsed = json.loads(out.splitlines()[-1])  # partytime may log lines of its own first
         [item] = parsed["podcastLiveItems"]
         assert item["status"] == "pending" and item["guid"] == live_guid
         assert item["contentLinks"][0]["url"] == "https://example.com/join"
