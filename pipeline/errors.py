@@ -2,6 +2,8 @@
 
     RoomcastError            base of everything roomcast raises on purpose
     ├── InvalidRoom          the room folder or its manifest is unusable; ``problems`` lists every problem
+    │   └── InvalidSource    a platform's recording output cannot be imported as a room; ``missing`` names the
+    │                        files its metadata names that are not there (yet)
     ├── MediaError           ffmpeg/ffprobe failed or produced something unusable (carries the command and
     │                        the tail of ffmpeg's stderr)
     ├── TranscriptionError   the Whisper model could not be resolved, loaded or run
@@ -32,6 +34,15 @@ class InvalidRoom(RoomcastError):
         lines = [f"room {self.room!r} is invalid ({len(self.problems)} problem(s)):"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+class InvalidSource(InvalidRoom):
+    """Raw platform output that does not make a room; ``missing`` lists the named files not present (yet)."""
+
+    def __init__(self, room: str, problems: list[str] | tuple[str, ...], missing: tuple[str, ...] = ()) -> None:
+        super().__init__(room, problems)
+        self.args = (room, tuple(problems), tuple(missing))
+        self.missing = tuple(missing)
 
 
 class MediaError(RoomcastError):

@@ -96,8 +96,37 @@ def validate(ctx: click.Context, room_dir: Path) -> None:
         click.echo(f"WARNING: {warning}", err=True)
 
 
+SOURCE_CHOICE = click.Choice(["livekit", "twilio", "agora", "aligned", "mixed"])
+
+
+@main.command("import")
+@click.argument("source", type=SOURCE_CHOICE)
+@click.argument("path", type=click.Path(path_type=Path, exists=True))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Room folder to write (must not exist; default: PATH's name + '-room', beside it).")
+@click.option("--show", default=None, help="Show the room belongs to (default: 'rooms').")
+@click.option("--title", default=None, help="Episode title (default: from the platform's metadata).")
+@click.option("--id", "room_id", default=None, help="Room id (default: from the platform's metadata).")
+def import_command(source: str, path: Path, out_dir: Path | None, show: str | None, title: str | None,
+                   room_id: str | None) -> None:
+    """Make a room folder from SOURCE's recording output at PATH (a folder, ZIP or file); print what was inferred."""
+    from pipeline.importers import import_room
+
+    out = out_dir or path.with_name(path.name.removesuffix(".zip") + "-room")
+    try:
+        report = import_room(source, path, out, show=show, title=title, room_id=room_id)
+    except InvalidRoom as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("\n".join(report.lines()))
+
+
 @main.command()
-@click.argument("room_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("room_dir", type=click.Path(path_type=Path))
+@click.option("--source", type=SOURCE_CHOICE, default=None,
+              help="ROOM_DIR is this platform's raw output (folder, ZIP or file), imported first.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Local folder store to publish into (default: $ROOMCAST_STORE or ./roomcast-data/store).")
 @click.option("--store", "store", default=None, help="Store: a folder or s3://bucket/prefix.")
@@ -109,10 +138,12 @@ def validate(ctx: click.Context, room_dir: Path) -> None:
               help="Tracks analysed and transcribed at once (default: one per CPU core).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display; only errors and the final JSON summary.")
 @click.pass_context
-def process(ctx: click.Context, room_dir: Path, out_dir: Path | None, store: str | None, model: str | None,
-            no_transcribe: bool, min_chapter_s: float | None, public_url: str | None, processes: int | None,
-            quiet: bool) -> None:
+def process(ctx: click.Context, room_dir: Path, source: str | None, out_dir: Path | None, store: str | None,
+            model: str | None, no_transcribe: bool, min_chapter_s: float | None, public_url: str | None,
+            processes: int | None, quiet: bool) -> None:
     """Process ROOM_DIR in this process: validate, analyse, transcribe, mix, master, publish."""
+    if source is not None:
+        room_dir = _imported(ctx, source, room_dir)
     # The room is validated (ffprobe and test decodes) and hashed while the rest of roomcast is imported; the run
     # then finds its tracks probed, checked and hashed, unless they changed meanwhile, and reports what was wrong.
     early = threading.Thread(target=_validate_quietly, args=(room_dir,), daemon=True)
@@ -142,6 +173,17 @@ def process(ctx: click.Context, room_dir: Path, out_dir: Path | None, store: str
     click.echo(json.dumps(summary, indent=2))
 
 
+def _imported(ctx: click.Context, source: str, path: Path) -> Path:
+    """The room folder imported from ``path`` (a ``source`` platform's output); exit 1 when it cannot be."""
+    from workers.sources import imported
+
+    try:
+        return imported(_settings(ctx), source, path)
+    except InvalidRoom as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+
 def _validate_quietly(room_dir: Path) -> None:
     """Load (validate) and hash the room, leaving every problem to the run that follows."""
     from pipeline.manifest import content_hash, load_room
@@ -153,16 +195,20 @@ def _validate_quietly(room_dir: Path) -> None:
 
 
 @main.command()
-@click.argument("room_dirs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.argument("room_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--source", type=SOURCE_CHOICE, default=None,
+              help="Each ROOM_DIR is this platform's raw output (folder, ZIP or file), imported first.")
 @click.pass_context
-def submit(ctx: click.Context, room_dirs: tuple[Path, ...]) -> None:
+def submit(ctx: click.Context, room_dirs: tuple[Path, ...], source: str | None) -> None:
     """Validate each ROOM_DIR, upload it to the store's inbox and queue it for the workers (once per content)."""
     from workers.distributed import submit_room
+    from workers.sources import imported
 
     failed = False
     for room_dir in room_dirs:
         try:
-            click.echo(str(submit_room(_settings(ctx), room_dir)))
+            folder = imported(_settings(ctx), source, room_dir) if source else room_dir
+            click.echo(str(submit_room(_settings(ctx), folder)))
         except InvalidRoom as exc:
             click.echo(str(exc), err=True)
             failed = True
@@ -176,14 +222,18 @@ def submit(ctx: click.Context, room_dirs: tuple[Path, ...]) -> None:
 @click.argument("inbox")
 @click.option("--requeue-after", "requeue_after_s", type=float, default=None,
               help="Also enqueue again episodes with no progress for this many seconds (lost messages).")
+@click.option("--source", type=SOURCE_CHOICE, default=None,
+              help="INBOX holds this platform's raw outputs (one folder, ZIP or file per room), imported first.")
 @click.pass_context
-def scan(ctx: click.Context, inbox: str, requeue_after_s: float | None) -> None:
+def scan(ctx: click.Context, inbox: str, requeue_after_s: float | None, source: str | None) -> None:
     """Submit the complete rooms in INBOX (a folder of room folders or s3://bucket/prefix) not processed yet."""
     from workers.distributed import requeue_stale
     from workers.distributed import scan as scan_inbox
+    from workers.sources import scan_sources
 
     try:
-        for result in scan_inbox(_settings(ctx), inbox):
+        found = scan_sources(_settings(ctx), inbox, source) if source else scan_inbox(_settings(ctx), inbox)
+        for result in found:
             click.echo(str(result))
         for episode_id in requeue_stale(_settings(ctx), requeue_after_s) if requeue_after_s else []:
             click.echo(f"{episode_id}: enqueued again")
