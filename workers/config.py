@@ -47,6 +47,27 @@ class Settings:
     # An in-process run keeps each track decoded at the mixing rate while it is analysed, so the mix does not
     # decode it again, when the room's tracks take at most this much disk (4 GB: 6 hours of track time).
     keep_decoded_mb: int = 4096
+    # Crash recovery (docs/deployment.md): a running stage holds a lease of lease_s seconds, renewed every
+    # lease_s / 5; every worker looks for expired leases every lease_check_s and enqueues their rooms again.
+    lease_s: float = 45.0
+    lease_check_s: float = 10.0
+    # A stage running longer is stopped and its room failed; the soft limit (None: the hard one less a minute or a
+    # tenth, whichever is shorter; 0: none) lets the stage record its failure itself first.
+    stage_time_limit_s: float = 6 * 3600.0
+    stage_soft_time_limit_s: float | None = None
+    # Test hook, never for production: "point:seconds,..." makes a worker sleep at a named point (ingest, track,
+    # finish, before-feed), so tests can stop a worker exactly there.
+    test_pause: str = ""
+
+    @property
+    def lease_renew_s(self) -> float:
+        return self.lease_s / 5
+
+    @property
+    def soft_time_limit_s(self) -> float | None:
+        if self.stage_soft_time_limit_s is not None:
+            return self.stage_soft_time_limit_s or None
+        return self.stage_time_limit_s - min(60.0, self.stage_time_limit_s / 10)
 
     @property
     def model_cache(self) -> Path:
@@ -70,6 +91,11 @@ _ENV = {
     "ROOMCAST_MIN_CHAPTER_S": ("min_chapter_s", float),
     "ROOMCAST_CHANNELS": ("channels", int),
     "ROOMCAST_KEEP_DECODED_MB": ("keep_decoded_mb", int),
+    "ROOMCAST_LEASE_S": ("lease_s", float),
+    "ROOMCAST_LEASE_CHECK_S": ("lease_check_s", float),
+    "ROOMCAST_STAGE_TIME_LIMIT_S": ("stage_time_limit_s", float),
+    "ROOMCAST_STAGE_SOFT_TIME_LIMIT_S": ("stage_soft_time_limit_s", float),
+    "ROOMCAST_TEST_PAUSE": ("test_pause", str),
 }
 
 

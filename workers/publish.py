@@ -20,6 +20,7 @@ from storage.catalog import Catalog
 from storage.objects import ObjectStore
 from storage.records import AssetRecord, EpisodeRecord, ShowRecord
 from workers.config import Settings
+from workers.pauses import pause
 from workers.render import Rendered
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
     catalog.record_assets(room.id, assets)
     catalog.mark_listed(room.id, rendered.duration_s)
     _remove_other_copies(store, catalog, show, room, prefix)
+    pause(settings, "before-feed")  # test hook (Settings.test_pause): a no-op unless a test sets it
     rebuild_feeds(settings, store, catalog, show.id)
     catalog.mark_published(room.id, rendered.duration_s)  # only now: whoever sees "published" finds it in the feed
     episode = catalog.get_episode(room.id)
