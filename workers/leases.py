@@ -95,7 +95,7 @@ def exclusive(settings: Settings, ref: StageRef, work: Callable[[], T], *, worke
     heartbeat = Heartbeat(leases, lease, settings)
     heartbeat.start()
     try:
-        pause(settings, ref.point)
+        pause(settings, ref.point, ref.episode_id)
         return work()
     except SoftTimeLimitExceeded:
         fail_timed_out(settings, lease, settings.soft_time_limit_s or settings.stage_time_limit_s)

@@ -61,7 +61,7 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
     catalog.record_assets(room.id, assets)
     catalog.mark_listed(room.id, rendered.duration_s)
     _remove_other_copies(store, catalog, show, room, prefix)
-    pause(settings, "before-feed")  # test hook (Settings.test_pause): a no-op unless a test sets it
+    pause(settings, "before-feed", room.id)  # test hook (Settings.test_pause): a no-op unless a test sets it
     rebuild_feeds(settings, store, catalog, show.id)
     catalog.mark_published(room.id, rendered.duration_s)  # only now: whoever sees "published" finds it in the feed
     episode = catalog.get_episode(room.id)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from celery import Celery, Task, chord, group
 from celery.canvas import Signature
 
-from pipeline.errors import StorageError
+from pipeline.errors import RoomcastError, StorageError
 from workers import jobs, leases
 from workers.config import Settings, load_settings
 
@@ -108,6 +108,14 @@ def _held(task: Task, ref: leases.StageRef, work: Callable[[], T], *, done: Call
                             task_id=str(task.request.id), done=done, skip_if_busy=skip_if_busy)
 
 
+def _unless_failed(settings: Settings, run: jobs.Job, what: str) -> None:
+    """The rest of a room whose run failed (a track past its time limit, an undecodable file) is not worked on."""
+    episode = jobs.Context.of(settings).catalog.get_episode(run.episode_id)
+    if episode is not None and episode.status == "failed":
+        raise RoomcastError(f"room {run.episode_id!r}: {what} skipped, the room failed already: "
+                            f"{episode.error.splitlines()[0] if episode.error else 'see roomcast status'}")
+
+
 @app.task(name="roomcast.ingest", bind=True)
 def ingest_task(self: Task, room_dir: str, skip_published: bool = False) -> Any:
     """Ingest a room (a folder, or ``store:inbox/{id}/``); queued rooms (``skip_published``) already published
@@ -133,9 +141,10 @@ def track_task(self: Task, job: dict[str, Any], track_index: int) -> str:
     key = jobs.track_result_key(settings, run, track_index)
     store = jobs.Context.of(settings).store
     try:
-        if not self.request.is_eager and jobs.published_from(jobs.Context.of(settings).catalog, run.episode_id,
-                                                             run.input_hash):
-            return key  # a copy delivered again after its room was published (and its work/ results removed)
+        if not self.request.is_eager:
+            if jobs.published_from(jobs.Context.of(settings).catalog, run.episode_id, run.input_hash):
+                return key  # a copy delivered again after its room was published (and its work/ results removed)
+            _unless_failed(settings, run, f"track {track_index}")
         result = _held(self, leases.StageRef(run.episode_id, f"track-{track_index}", run.room_dir),
                        lambda: jobs.process_track(settings, run, track_index), done=lambda: store.exists(key))
         assert result is not None
@@ -150,6 +159,8 @@ def finish_task(self: Task, result_keys: list[str], job: dict[str, Any]) -> dict
     run = jobs.Job.from_dict(job)
     catalog = jobs.Context.of(settings).catalog
     try:
+        if not self.request.is_eager:
+            _unless_failed(settings, run, "finish")
         result = _held(self, leases.StageRef(run.episode_id, "finish", run.room_dir),
                        lambda: jobs.finish(settings, run, list(result_keys),
                                            final_attempt=self.request.retries >= MAX_RETRIES),
