@@ -168,6 +168,22 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class Lease(Base):
+    """A stage of a room held by one worker process until ``expires_at`` (renewed while the stage runs); see
+    :mod:`storage.leases`."""
+
+    __tablename__ = "leases"
+    episode_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(64), primary_key=True)  # ingest, track-N, finish
+    worker: Mapped[str] = mapped_column(String(256))
+    token: Mapped[str] = mapped_column(String(32))
+    room_ref: Mapped[str] = mapped_column(String(1024))
+    task_id: Mapped[str] = mapped_column(String(64), index=True)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    renewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class Catalog:
     """Access to the catalog database at ``url`` (any SQLAlchemy URL); tables are created when missing."""
 

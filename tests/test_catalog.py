@@ -337,6 +337,9 @@ def test_a_new_catalog_has_the_schema_the_migrations_build(database_url: str, tm
     assert _revision(database_url) == _revision(migrated)
 
 
+INITIAL_TABLES = {"shows", "episodes", "speakers", "tracks", "assets", "jobs"}  # revision 0001
+
+
 def test_a_catalog_made_before_migrations_is_stamped_and_kept(database_url: str) -> None:
     """A catalog with the tables but no version table (made before migrations existed) is stamped with the initial
     revision by Alembic and upgraded, its rows kept."""

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, text
 
+from storage.migrations import HEAD_REVISION
 from storage.objects import open_store
 from tests.roomgen import manifest, write_manifest
 from tests.s3servers import WeedServer
@@ -123,7 +124,7 @@ def test_catalog_is_made_at_the_newest_revision_on_postgres(cluster: Cluster) ->
     assert cluster.catalog.list_episodes() == []  # opening the catalog made its tables
     engine = create_engine(cluster.settings.database_url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION
         assert {"shows", "episodes", "speakers", "tracks", "assets", "jobs"} <= set(inspect(conn).get_table_names())
     engine.dispose()
 

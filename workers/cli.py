@@ -229,12 +229,15 @@ def scan(ctx: click.Context, inbox: str, requeue_after_s: float | None, source: 
     """Submit the complete rooms in INBOX (a folder of room folders or s3://bucket/prefix) not processed yet."""
     from workers.distributed import requeue_stale
     from workers.distributed import scan as scan_inbox
+    from workers.leases import take_over_expired
     from workers.sources import scan_sources
 
     try:
         found = scan_sources(_settings(ctx), inbox, source) if source else scan_inbox(_settings(ctx), inbox)
         for result in found:
             click.echo(str(result))
+        for line in take_over_expired(_settings(ctx), by="roomcast scan"):
+            click.echo(line)
         for episode_id in requeue_stale(_settings(ctx), requeue_after_s) if requeue_after_s else []:
             click.echo(f"{episode_id}: enqueued again")
     except RoomcastError as exc:
@@ -309,16 +312,36 @@ def _context(ctx: click.Context) -> Any:
 
 @main.command()
 @click.argument("episode_id", required=False)
+@click.option("--stuck", is_flag=True, help="Only rooms pending or processing that no live worker holds (exit 1 "
+                                            "when there is any).")
 @click.pass_context
-def status(ctx: click.Context, episode_id: str | None) -> None:
-    """Each episode's stage, progress and last error (or one episode's)."""
+def status(ctx: click.Context, episode_id: str | None, stuck: bool) -> None:
+    """Each episode's stage, progress, the workers holding it and its last error (or one episode's, with its
+    history)."""
+    from storage.leases import LeaseBook
+    from workers.leases import describe_leases, stuck_rooms
+
     catalog = _context(ctx).catalog
+    if stuck:
+        rooms = stuck_rooms(_settings(ctx))
+        for room in rooms:
+            click.echo(f"{room.episode.id:40} {room.episode.status:12} {room.reason}")
+        if not rooms:
+            click.echo("no stuck rooms")
+        sys.exit(1 if rooms else 0)
     episodes = [catalog.get_episode(episode_id)] if episode_id else catalog.list_episodes()
     if episode_id and episodes[0] is None:
         raise click.ClickException(f"no episode {episode_id!r} in the catalog")
+    held: dict[str, list[Any]] = {}
+    for lease in LeaseBook(catalog).leases(episode_id):
+        held.setdefault(lease.episode_id, []).append(lease)
     for e in episodes:
         line = f"{e.id:40} {e.status:12} {e.stage:24} {e.progress:4.0%}"
+        line += f"  held: {describe_leases(held[e.id])}" if e.id in held else ""
         click.echo(line + (f"  error: {e.error.splitlines()[0]}" if e.error else ""))
+    for job in catalog.jobs(episode_id) if episode_id else []:
+        when = f"{job.started_at:%Y-%m-%d %H:%M:%S}" if job.started_at else "?"
+        click.echo(f"  {when} UTC  {job.status:9} {job.stage}" + (f"  {job.error}" if job.error else ""))
 
 
 @main.group()

@@ -51,6 +51,27 @@ class Settings:
     podping_url: str | None = None
     podping_token: str | None = None
     websub_hub: str | None = None
+    # Crash recovery (docs/deployment.md): a running stage holds a lease of lease_s seconds, renewed every
+    # lease_s / 5; every worker looks for expired leases every lease_check_s and enqueues their rooms again.
+    lease_s: float = 45.0
+    lease_check_s: float = 10.0
+    # A stage running longer is stopped and its room failed; the soft limit (None: the hard one less a minute or a
+    # tenth, whichever is shorter; 0: none) lets the stage record its failure itself first.
+    stage_time_limit_s: float = 6 * 3600.0
+    stage_soft_time_limit_s: float | None = None
+    # Test hook, never for production: "point:seconds,..." makes a worker sleep at a named point (ingest, track,
+    # finish, before-feed), so tests can stop a worker exactly there.
+    test_pause: str = ""
+
+    @property
+    def lease_renew_s(self) -> float:
+        return self.lease_s / 5
+
+    @property
+    def soft_time_limit_s(self) -> float | None:
+        if self.stage_soft_time_limit_s is not None:
+            return self.stage_soft_time_limit_s or None
+        return self.stage_time_limit_s - min(60.0, self.stage_time_limit_s / 10)
 
     @property
     def model_cache(self) -> Path:
@@ -77,6 +98,11 @@ _ENV = {
     "ROOMCAST_PODPING_URL": ("podping_url", str),
     "ROOMCAST_PODPING_TOKEN": ("podping_token", str),
     "ROOMCAST_WEBSUB_HUB": ("websub_hub", str),
+    "ROOMCAST_LEASE_S": ("lease_s", float),
+    "ROOMCAST_LEASE_CHECK_S": ("lease_check_s", float),
+    "ROOMCAST_STAGE_TIME_LIMIT_S": ("stage_time_limit_s", float),
+    "ROOMCAST_STAGE_SOFT_TIME_LIMIT_S": ("stage_soft_time_limit_s", float),
+    "ROOMCAST_TEST_PAUSE": ("test_pause", str),
 }
 
 

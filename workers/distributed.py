@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipeline.errors import InvalidRoom, RoomcastError
 from pipeline.manifest import MANIFEST_NAME, content_hash, load_room
+from storage.leases import LeaseBook
 from storage.objects import open_store
 from workers import jobs, tasks
 from workers.config import Settings
@@ -49,7 +50,8 @@ class Submission:
 
 def enqueue(settings: Settings, ref: str) -> str:
     """Send ``ingest`` for a room in the store to the broker; returns the task id."""
-    tasks.configure(settings)
+    if tasks.current_settings_or_none() != settings:  # a worker's own app (its takeover watch) stays as it is
+        tasks.configure(settings)
     # An explicit connection: the app's pooled one stays bound to whichever broker this process used first; and
     # no result to wait for (the catalog says how the room went), so the result backend is never touched here.
     with tasks.app.connection_for_write(settings.broker_url) as connection:
@@ -114,7 +116,10 @@ def requeue_stale(settings: Settings, older_than_s: float) -> list[str]:
     seconds and whose room is in the store's inbox. Stages already done are skipped by the workers."""
     ctx = jobs.Context.of(settings)
     requeued = []
+    held = {lease.episode_id for lease in LeaseBook(ctx.catalog).leases() if lease.live()}
     for episode in ctx.catalog.stale_episodes(older_than_s):
+        if episode.id in held:
+            continue  # a live worker is on it (a slow stage): not lost
         prefix = inbox_prefix(episode.id)
         if not ctx.store.exists(prefix + MANIFEST_NAME):
             continue  # processed from a local folder, not through the inbox: nothing a worker could pick up

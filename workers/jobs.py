@@ -81,6 +81,16 @@ class Context:
             return self._catalog
 
     @classmethod
+    def forget_inherited(cls) -> None:
+        """In a process just forked from one that had opened resources: leave the parent's database connections to
+        it (SQLAlchemy's way for a child process) and open new ones when needed."""
+        with cls._lock:
+            for context in cls._cache.values():
+                if context._catalog is not None:
+                    context._catalog.engine.dispose(close=False)
+            cls._cache.clear()
+
+    @classmethod
     def of(cls, settings: Settings) -> Context:
         with cls._lock:
             if settings not in cls._cache:

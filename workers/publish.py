@@ -28,6 +28,7 @@ from storage.objects import ObjectStore, content_type_for
 from storage.records import AssetRecord, EpisodeRecord, ShowRecord
 from workers.config import Settings
 from workers.feedping import Pinger, ping_later
+from workers.pauses import pause
 from workers.render import Rendered
 from workers.showcheck import room_feed_meta
 
@@ -77,6 +78,7 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
     catalog.mark_listed(room.id, rendered.duration_s)
     _remove_other_copies(store, catalog, show, room, prefix)
     _end_live_item(catalog, show.id, room.id)
+    pause(settings, "before-feed", room.id)  # test hook (Settings.test_pause): a no-op unless a test sets it
     rebuild_feeds(settings, store, catalog, show.id)
     catalog.mark_published(room.id, rendered.duration_s)  # only now: whoever sees "published" finds it in the feed
     episode = catalog.get_episode(room.id)

@@ -9,16 +9,19 @@ The same canvas runs in-process with ``task_always_eager`` (``roomcast process``
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from celery import Celery, Task, chord, group
 from celery.canvas import Signature
 
-from pipeline.errors import StorageError
-from workers import jobs
+from pipeline.errors import RoomcastError, StorageError
+from workers import jobs, leases
 from workers.config import Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TRANSCRIBE_QUEUE = "transcribe"
 DEFAULT_QUEUE = "roomcast"
@@ -64,7 +67,16 @@ def configure(settings: Settings, *, eager: bool = False, visibility_timeout_s: 
         task_always_eager=eager,
         task_eager_propagates=True,
         task_store_eager_result=False,
+        task_time_limit=settings.stage_time_limit_s,
+        task_soft_time_limit=settings.soft_time_limit_s,
     )
+    for name in ("roomcast.ingest", "roomcast.track", "roomcast.finish"):  # bound before this configuration
+        app.tasks[name].time_limit = settings.stage_time_limit_s
+        app.tasks[name].soft_time_limit = settings.soft_time_limit_s
+
+
+def current_settings_or_none() -> Settings | None:
+    return _settings
 
 
 def current_settings() -> Settings:
@@ -87,17 +99,36 @@ def _transient_retry(task: Task, exc: StorageError) -> Exception:
     return task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES)
 
 
+def _held(task: Task, ref: leases.StageRef, work: Callable[[], T], *, done: Callable[[], bool] | None = None,
+          skip_if_busy: bool = False) -> T | None:
+    """``work`` under the stage's lease (:mod:`workers.leases`); in-process runs take none."""
+    if task.request.is_eager:
+        return work()
+    return leases.exclusive(current_settings(), ref, work, worker=leases.worker_name(task.request.hostname),
+                            task_id=str(task.request.id), done=done, skip_if_busy=skip_if_busy)
+
+
+def _unless_failed(settings: Settings, run: jobs.Job, what: str) -> None:
+    """The rest of a room whose run failed (a track past its time limit, an undecodable file) is not worked on."""
+    episode = jobs.Context.of(settings).catalog.get_episode(run.episode_id)
+    if episode is not None and episode.status == "failed":
+        raise RoomcastError(f"room {run.episode_id!r}: {what} skipped, the room failed already: "
+                            f"{episode.error.splitlines()[0] if episode.error else 'see roomcast status'}")
+
+
 @app.task(name="roomcast.ingest", bind=True)
 def ingest_task(self: Task, room_dir: str, skip_published: bool = False) -> Any:
     """Ingest a room (a folder, or ``store:inbox/{id}/``); queued rooms (``skip_published``) already published
     from the same inputs end here."""
+    settings = current_settings()
     try:
         if skip_published:
-            job = jobs.ingest_once(current_settings(), room_dir)
+            job = _held(self, leases.ingest_ref(room_dir), lambda: jobs.ingest_once(settings, room_dir),
+                        skip_if_busy=True)
             if job is None:
-                return {"episode": None, "status": "already published"}
+                return {"episode": None, "status": "already published, or being ingested by another worker"}
         else:
-            job = jobs.ingest(current_settings(), room_dir)
+            job = jobs.ingest(settings, room_dir)
     except StorageError as exc:
         raise _transient_retry(self, exc) from exc
     return self.replace(room_canvas(job))
@@ -105,17 +136,37 @@ def ingest_task(self: Task, room_dir: str, skip_published: bool = False) -> Any:
 
 @app.task(name="roomcast.track", bind=True)
 def track_task(self: Task, job: dict[str, Any], track_index: int) -> str:
+    settings = current_settings()
+    run = jobs.Job.from_dict(job)
+    key = jobs.track_result_key(settings, run, track_index)
+    store = jobs.Context.of(settings).store
     try:
-        return jobs.process_track(current_settings(), jobs.Job.from_dict(job), track_index)
+        if not self.request.is_eager:
+            if jobs.published_from(jobs.Context.of(settings).catalog, run.episode_id, run.input_hash):
+                return key  # a copy delivered again after its room was published (and its work/ results removed)
+            _unless_failed(settings, run, f"track {track_index}")
+        result = _held(self, leases.StageRef(run.episode_id, f"track-{track_index}", run.room_dir),
+                       lambda: jobs.process_track(settings, run, track_index), done=lambda: store.exists(key))
+        assert result is not None
+        return result
     except StorageError as exc:
         raise _transient_retry(self, exc) from exc
 
 
 @app.task(name="roomcast.finish", bind=True)
 def finish_task(self: Task, result_keys: list[str], job: dict[str, Any]) -> dict[str, Any]:
+    settings = current_settings()
+    run = jobs.Job.from_dict(job)
+    catalog = jobs.Context.of(settings).catalog
     try:
-        return jobs.finish(current_settings(), jobs.Job.from_dict(job), list(result_keys),
-                           final_attempt=self.request.retries >= MAX_RETRIES)
+        if not self.request.is_eager:
+            _unless_failed(settings, run, "finish")
+        result = _held(self, leases.StageRef(run.episode_id, "finish", run.room_dir),
+                       lambda: jobs.finish(settings, run, list(result_keys),
+                                           final_attempt=self.request.retries >= MAX_RETRIES),
+                       done=lambda: jobs.published_from(catalog, run.episode_id, run.input_hash))
+        assert result is not None
+        return result
     except StorageError as exc:
         raise _transient_retry(self, exc) from exc
 
@@ -132,6 +183,7 @@ def scan_task(self: Task, inbox: str, requeue_after_s: float | None = None) -> l
 
     settings = current_settings()
     lines = [str(result) for result in scan(settings, inbox)]
+    lines += leases.take_over_expired(settings, by="beat scan")
     if requeue_after_s:
         lines += [f"{episode}: enqueued again" for episode in requeue_stale(settings, requeue_after_s)]
     return lines
