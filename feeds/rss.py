@@ -129,18 +129,21 @@ class AppleTagsEntryExtension(BaseEntryExtension):
 
 
 def build_feed(show: ShowRecord, episodes: Sequence[EpisodeRecord], *, feed_url: str, url_for: Callable[[str], str],
-               artwork_url: str | None, generated_at: datetime | None = None) -> bytes:
+               artwork_url: str | None, generated_at: datetime | None = None, show_page_url: str | None = None,
+               page_url_for: Callable[[EpisodeRecord], str | None] | None = None) -> bytes:
     """The feed XML (UTF-8 bytes) of ``show`` listing ``episodes``, newest first, at most ``show.max_items``.
 
     ``url_for(key)`` gives the public URL of an object key; ``feed_url`` is where this feed will be served (its
-    ``atom:link rel=self`` and the source of its ``podcast:guid``).
+    ``atom:link rel=self`` and the source of its ``podcast:guid``). ``show_page_url`` is the channel's ``<link>``
+    (unless ``shows.toml`` sets ``link``) and ``page_url_for(episode)`` each item's.
     """
-    fg = _channel(show, feed_url=feed_url, artwork_url=artwork_url, generated_at=generated_at or datetime.now(UTC))
+    fg = _channel(show, feed_url=feed_url, artwork_url=artwork_url, generated_at=generated_at or datetime.now(UTC),
+                  show_page_url=show_page_url)
     items = [e for e in episodes if _has_replay(show, e)]
     items.sort(key=lambda e: (_published(e) or _EPOCH, e.id), reverse=True)
     # feedgen prepends each entry it is given, so adding oldest first leaves the newest on top.
     for episode in reversed(items[: max(show.max_items, 0)]):
-        _add_item(fg, show, episode, url_for)
+        _add_item(fg, show, episode, url_for, page_url_for(episode) if page_url_for else None)
     try:
         return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
     except ValueError as exc:
@@ -154,23 +157,25 @@ def _has_replay(show: ShowRecord, episode: EpisodeRecord) -> bool:
     return True
 
 
-def _channel(show: ShowRecord, *, feed_url: str, artwork_url: str | None, generated_at: datetime) -> FeedGenerator:
+def _channel(show: ShowRecord, *, feed_url: str, artwork_url: str | None, generated_at: datetime,
+             show_page_url: str | None = None) -> FeedGenerator:
     fg = FeedGenerator()
     fg.load_extension("podcast")  # feedgen's iTunes tags
     fg.register_extension("podcastindex", PodcastIndexExtension, PodcastIndexEntryExtension)
     fg.register_extension("apple", AppleTagsExtension, AppleTagsEntryExtension)
     title = clean_text(show.title).strip() or show.id
+    link = show.link or show_page_url or feed_url
     try:
         fg.title(title)
         # feedgen takes the RSS <link> from the last link given, so the self link must come first.
         fg.link(href=feed_url, rel="self", type="application/rss+xml")
-        fg.link(href=show.link or feed_url, rel="alternate")
+        fg.link(href=link, rel="alternate")
         fg.description(_description(show.description) or title)
         fg.language(show.language)
         fg.generator(*_generator())
         fg.lastBuildDate(generated_at if generated_at.tzinfo else generated_at.replace(tzinfo=UTC))
         if artwork_url:
-            fg.image(url=artwork_url, title=title, link=show.link or feed_url)
+            fg.image(url=artwork_url, title=title, link=link)
             fg.apple.image = artwork_url
         fg.apple.explicit = show.explicit
         fg.podcast.itunes_author(clean_text(show.author))
@@ -192,7 +197,8 @@ def _generator() -> tuple[str, str | None]:
         return "roomcast", None
 
 
-def _add_item(fg: FeedGenerator, show: ShowRecord, episode: EpisodeRecord, url_for: Callable[[str], str]) -> None:
+def _add_item(fg: FeedGenerator, show: ShowRecord, episode: EpisodeRecord, url_for: Callable[[str], str],
+              page_url: str | None = None) -> None:
     replay = episode.asset(REPLAY_ASSET)
     assert replay is not None  # filtered by _has_replay
     entry: FeedEntry = fg.add_entry()
@@ -202,6 +208,8 @@ def _add_item(fg: FeedGenerator, show: ShowRecord, episode: EpisodeRecord, url_f
         if description:
             entry.description(description)
         entry.guid(episode.guid, permalink=False)
+        if page_url:
+            entry.link(href=page_url)
         published = _published(episode)
         if published is not None:
             entry.pubDate(published)
