@@ -344,7 +344,7 @@ def serve(ctx: click.Context, folder: Path | None, port: int) -> None:
         server = make_server(root, port=port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc}") from exc
-    host, bound = server.server_address[:2]
+    host, bound = str(server.server_address[0]), int(server.server_address[1])
     click.echo(f"serving {root.resolve()} at http://{host}:{bound}/ (Ctrl-C stops)")
     shows = sorted(p.name for p in (root / "shows").iterdir() if (p / "index.html").is_file()) \
         if (root / "shows").is_dir() else []

@@ -119,11 +119,11 @@ def _rebuild_feeds(store: ObjectStore, catalog: Catalog, show_id: str, all_pages
         paged = [e for e in episodes if _episode_page(store, show, e, static, rebuild=all_pages)]
         show_page = publish_show_page(store, show, paged, token, static)
         key = feed_key(show.id, token)
-        page_keys = {e.id: episode_page_key(e) for e in paged}
+        page_urls = {e.id: store.url(episode_page_key(e)) for e in paged}
         body = build_feed(show, episodes, feed_url=store.url(key), url_for=store.url,
                           artwork_url=store.url(show.artwork_key) if show.artwork_key else None,
                           generated_at=datetime.now(UTC), show_page_url=store.url(show_page),
-                          page_url_for=lambda e: store.url(page_keys[e.id]) if e.id in page_keys else None)
+                          page_url_for=lambda e, urls=page_urls: urls.get(e.id))  # type: ignore[misc]
         store.put_bytes(key, body, content_type="application/rss+xml; charset=utf-8", cache_control=FEED_CACHE)
         written.append(key)
         log.info("show %s: %s feed rebuilt with %d item(s) at %s", show.id, visibility, len(episodes), key)
