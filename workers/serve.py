@@ -66,17 +66,19 @@ class StoreRequestHandler(SimpleHTTPRequestHandler):
         super().end_headers()
 
     def copyfile(self, source: Any, outputfile: Any) -> None:
-        remaining = self._remaining
-        if remaining is None:
-            super().copyfile(source, outputfile)
-            return
-        self._remaining = None
-        while remaining > 0:
-            chunk = source.read(min(1 << 16, remaining))
-            if not chunk:
-                break
-            outputfile.write(chunk)
-            remaining -= len(chunk)
+        remaining, self._remaining = self._remaining, None
+        try:
+            if remaining is None:
+                super().copyfile(source, outputfile)
+                return
+            while remaining > 0:
+                chunk = source.read(min(1 << 16, remaining))
+                if not chunk:
+                    break
+                outputfile.write(chunk)
+                remaining -= len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a player that has what it needs closes the connection mid-file
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's signature
         log.info("%s " + format, self.address_string(), *args)
