@@ -149,7 +149,8 @@ class AppleTagsEntryExtension(BaseEntryExtension):
 
 def build_feed(show: ShowRecord, episodes: Sequence[EpisodeRecord], *, feed_url: str, url_for: Callable[[str], str],
                artwork_url: str | None, generated_at: datetime | None = None, podcast_guid: str | None = None,
-               new_feed_url: str | None = None, config: ShowConfig | None = None) -> bytes:
+               new_feed_url: str | None = None, config: ShowConfig | None = None, show_page_url: str | None = None,
+               page_url_for: Callable[[EpisodeRecord], str | None] | None = None) -> bytes:
     """The feed XML (UTF-8 bytes) of ``show`` listing ``episodes``, newest first, at most ``show.max_items``.
 
     ``url_for(key)`` gives the public URL of an object key; ``feed_url`` is where this feed will be served (its
@@ -157,8 +158,11 @@ def build_feed(show: ShowRecord, episodes: Sequence[EpisodeRecord], *, feed_url:
     of public URL); only without one is it derived from ``feed_url``. ``new_feed_url`` (``itunes:new-feed-url``)
     tells apps the feed moved there. ``config`` (the show's shows.toml table) adds what hosts let a show set
     (copyright, itunes:block/complete/type, podcast:medium/license/location/funding, an analytics prefix).
+    ``show_page_url`` is the channel's ``<link>`` (unless ``shows.toml`` sets ``link``) and ``page_url_for(episode)``
+    each item's.
     """
-    fg = _channel(show, feed_url=feed_url, artwork_url=artwork_url, generated_at=generated_at or datetime.now(UTC))
+    fg = _channel(show, feed_url=feed_url, artwork_url=artwork_url, generated_at=generated_at or datetime.now(UTC),
+                  show_page_url=show_page_url)
     _identity(fg, show, podcast_guid=podcast_guid or feed_guid(feed_url), new_feed_url=new_feed_url)
     fg.podcastindex.podcast_elements(live_elements(show.id, show.live_items))
     channel_extras(fg, show, config or ShowConfig(id=show.id, title=show.title))
@@ -167,7 +171,7 @@ def build_feed(show: ShowRecord, episodes: Sequence[EpisodeRecord], *, feed_url:
     items.sort(key=lambda e: (_published(e) or _EPOCH, e.id), reverse=True)
     # feedgen prepends each entry it is given, so adding oldest first leaves the newest on top.
     for episode in reversed(items[: max(show.max_items, 0)]):
-        _add_item(fg, show, episode, url_for, media_url)
+        _add_item(fg, show, episode, url_for, media_url, page_url_for(episode) if page_url_for else None)
     try:
         return fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
     except ValueError as exc:
@@ -181,23 +185,25 @@ def _has_replay(show: ShowRecord, episode: EpisodeRecord) -> bool:
     return True
 
 
-def _channel(show: ShowRecord, *, feed_url: str, artwork_url: str | None, generated_at: datetime) -> FeedGenerator:
+def _channel(show: ShowRecord, *, feed_url: str, artwork_url: str | None, generated_at: datetime,
+             show_page_url: str | None = None) -> FeedGenerator:
     fg = FeedGenerator()
     fg.load_extension("podcast")  # feedgen's iTunes tags
     fg.register_extension("podcastindex", PodcastIndexExtension, PodcastIndexEntryExtension)
     fg.register_extension("apple", AppleTagsExtension, AppleTagsEntryExtension)
     title = clean_text(show.title).strip() or show.id
+    link = show.link or show_page_url or feed_url
     try:
         fg.title(title)
         # feedgen takes the RSS <link> from the last link given, so the self link must come first.
         fg.link(href=feed_url, rel="self", type="application/rss+xml")
-        fg.link(href=show.link or feed_url, rel="alternate")
+        fg.link(href=link, rel="alternate")
         fg.description(_description(show.description) or title)
         fg.language(show.language)
         fg.generator(*_generator())
         fg.lastBuildDate(generated_at if generated_at.tzinfo else generated_at.replace(tzinfo=UTC))
         if artwork_url:
-            fg.image(url=artwork_url, title=title, link=show.link or feed_url)
+            fg.image(url=artwork_url, title=title, link=link)
             fg.apple.image = artwork_url
         fg.apple.explicit = show.explicit
         fg.podcast.itunes_author(clean_text(show.author))
@@ -227,7 +233,7 @@ def _generator() -> tuple[str, str | None]:
 
 
 def _add_item(fg: FeedGenerator, show: ShowRecord, episode: EpisodeRecord, url_for: Callable[[str], str],
-              media_url: Callable[[str], str]) -> None:
+              media_url: Callable[[str], str], page_url: str | None = None) -> None:
     replay = episode.asset(REPLAY_ASSET)
     assert replay is not None  # filtered by _has_replay
     entry: FeedEntry = fg.add_entry()
@@ -237,6 +243,8 @@ def _add_item(fg: FeedGenerator, show: ShowRecord, episode: EpisodeRecord, url_f
         if description:
             entry.description(description)
         entry.guid(episode.guid, permalink=False)
+        if page_url:
+            entry.link(href=page_url)
         published = _published(episode)
         if published is not None:
             entry.pubDate(published)

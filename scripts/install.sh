@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(ffmpeg espeak-ng sox redis-server postgresql gpodder fonts-dejavu-core python3-venv python3-pip)
+SYSTEM_PACKAGES=(ffmpeg espeak-ng sox redis-server postgresql gpodder fonts-dejavu-core python3-venv python3-pip
+                 chromium)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -20,4 +21,8 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+# The page tests check accessibility with axe-core and the feed tests read feeds with podcast-partytime (npm,
+# with the machine's Node.js), both kept in the ignored .node folder.
+[ -f .node/node_modules/axe-core/axe.min.js ] && [ -d .node/node_modules/podcast-partytime ] \
+  || npm install --silent --prefix .node axe-core podcast-partytime >/dev/null
 echo "roomcast installed in .venv ($(.venv/bin/roomcast --help >/dev/null && echo ok))"

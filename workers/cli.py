@@ -399,12 +399,12 @@ def feed() -> None:
 @click.argument("show")
 @click.pass_context
 def feed_rebuild(ctx: click.Context, show: str) -> None:
-    """Rebuild SHOW's feeds from the catalog."""
+    """Rebuild SHOW's feeds, its show pages and every episode page from the catalog."""
     from workers.publish import rebuild_feeds
 
     context = _context(ctx)
     try:
-        keys = rebuild_feeds(_settings(ctx), context.store, context.catalog, show)
+        keys = rebuild_feeds(_settings(ctx), context.store, context.catalog, show, all_pages=True)
     except RoomcastError as exc:
         raise click.ClickException(str(exc)) from exc
     for key in keys:
@@ -474,6 +474,35 @@ def doctor(ctx: click.Context) -> None:
         click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
     if not all(c.ok for c in checks):
         sys.exit(1)
+@main.command()
+@click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.pass_context
+def serve(ctx: click.Context, folder: Path | None, port: int) -> None:
+    """Serve a folder store (default: $ROOMCAST_STORE) on localhost, to look at its pages and feeds."""
+    from workers.serve import make_server
+
+    root = folder or Path(_settings(ctx).store)
+    if str(root).startswith("s3://") or not root.is_dir():
+        raise click.ClickException(f"{root} is not a folder store; give the folder to serve")
+    try:
+        server = make_server(root, port=port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc}") from exc
+    host, bound = str(server.server_address[0]), int(server.server_address[1])
+    click.echo(f"serving {root.resolve()} at http://{host}:{bound}/ (Ctrl-C stops)")
+    shows = sorted(p.name for p in (root / "shows").iterdir() if (p / "index.html").is_file()) \
+        if (root / "shows").is_dir() else []
+    for show in shows:
+        click.echo(f"  http://{host}:{bound}/shows/{show}/index.html")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 if __name__ == "__main__":

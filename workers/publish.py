@@ -17,6 +17,13 @@ from pathlib import Path
 from feeds.feedmeta import EpisodeMeta, Soundbite
 from feeds.live import dump as live_items_dump
 from feeds.live import load as live_items_load
+from feeds.page_publish import (
+    episode_page_key,
+    publish_episode_page,
+    publish_show_page,
+    publish_static,
+    remove_episode_page,
+)
 from feeds.podcast_ext import feed_guid
 from feeds.rss import build_feed, episode_prefix, feed_key
 from feeds.shows import ShowConfig, check_artwork, default_artwork, show_config, show_record
@@ -78,6 +85,9 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
     catalog.mark_listed(room.id, rendered.duration_s)
     _remove_other_copies(store, catalog, show, room, prefix)
     _end_live_item(catalog, show.id, room.id)
+    listed = catalog.get_episode(room.id)
+    assert listed is not None
+    publish_episode_page(store, show, listed)  # before the feeds and the show page that link to it
     pause(settings, "before-feed", room.id)  # test hook (Settings.test_pause): a no-op unless a test sets it
     rebuild_feeds(settings, store, catalog, show.id)
     catalog.mark_published(room.id, rendered.duration_s)  # only now: whoever sees "published" finds it in the feed
@@ -116,33 +126,47 @@ def _remove_other_copies(store: ObjectStore, catalog: Catalog, show: ShowRecord,
             store.delete_prefix(prefix)
 
 
-def rebuild_feeds(settings: Settings, store: ObjectStore, catalog: Catalog, show_id: str) -> list[str]:
-    """Rebuild the show's public feed and, when it has one, its private feed. Returns the keys written.
+def rebuild_feeds(settings: Settings, store: ObjectStore, catalog: Catalog, show_id: str, *,
+                  all_pages: bool = False) -> list[str]:
+    """Rebuild the show's public feed and, when it has one, its private feed, each after its show page. Returns
+    the feeds' keys. Episode pages missing from the store are built; ``all_pages`` rebuilds every one (unlisted
+    episodes' too).
 
     Runs under the show's lock in the catalog and reads the catalog inside it: of episodes of one show finishing
     together, the last to rebuild sees every one published before it, so no item is ever lost to a race.
     """
     config = show_config(show_id, settings.shows_config)
     with catalog.show_lock(show_id):
-        written = _rebuild_feeds(store, catalog, show_id, config)
+        written = _rebuild_feeds(store, catalog, show_id, config, all_pages)
     public = [store.url(key) for key in written if key == feed_key(show_id)]
     ping_later(Pinger(settings.podping_url, settings.podping_token, settings.websub_hub), public)
     return written
 
 
-def _rebuild_feeds(store: ObjectStore, catalog: Catalog, show_id: str, config: ShowConfig) -> list[str]:
+def _rebuild_feeds(store: ObjectStore, catalog: Catalog, show_id: str, config: ShowConfig,
+                   all_pages: bool = False) -> list[str]:
     show = catalog.get_show(show_id)
     if show is None:
         raise FeedError(f"show {show_id!r} is not in the catalog; process one of its rooms first")
+    static = publish_static(store, show.id)
+    if all_pages:
+        for episode in catalog.feed_episodes(show.id, "unlisted"):
+            if _all_objects_exist(store, episode):
+                _episode_page(store, show, episode, static, rebuild=True)
     written = []
     for visibility, token in (("public", None), ("private", show.private_token)):
         if visibility == "private" and not token:
             continue
         episodes = [e for e in catalog.feed_episodes(show.id, visibility) if _all_objects_exist(store, e)]
+        paged = [e for e in episodes if _episode_page(store, show, e, static, rebuild=all_pages)]
+        show_page = publish_show_page(store, show, paged, token, static)
         key = feed_key(show.id, token)
+        page_urls = {e.id: store.url(episode_page_key(e)) for e in paged}
         body = build_feed(show, episodes, feed_url=store.url(key), url_for=store.url,
                           artwork_url=store.url(show.artwork_key) if show.artwork_key else None,
-                          generated_at=datetime.now(UTC), config=config, **_identity(store, catalog, show, token))
+                          generated_at=datetime.now(UTC), config=config, show_page_url=store.url(show_page),
+                          page_url_for=lambda e, urls=page_urls: urls.get(e.id),  # type: ignore[misc]
+                          **_identity(store, catalog, show, token))
         store.put_bytes(key, body, content_type="application/rss+xml; charset=utf-8", cache_control=FEED_CACHE)
         written.append(key)
         log.info("show %s: %s feed rebuilt with %d item(s) at %s", show.id, visibility, len(episodes), key)
@@ -157,6 +181,20 @@ def _identity(store: ObjectStore, catalog: Catalog, show: ShowRecord, token: str
     if token is not None:
         return {"podcast_guid": str(uuid.uuid5(uuid.UUID(guid), "private")), "new_feed_url": None}
     return {"podcast_guid": guid, "new_feed_url": show.new_feed_url}
+
+
+def _episode_page(store: ObjectStore, show: ShowRecord, episode: EpisodeRecord, static: dict[str, str], *,
+                  rebuild: bool) -> bool:
+    """Make sure the episode's page is stored (built when missing, or always with ``rebuild``); False when it
+    cannot be built (its transcript or chapters are unreadable), which leaves it out of the show page only."""
+    if not rebuild and store.exists(episode_page_key(episode)):
+        return True
+    try:
+        publish_episode_page(store, show, episode, static)
+    except FeedError as exc:
+        log.warning("show %s: no page for episode %s: %s", show.id, episode.id, exc)
+        return False
+    return True
 
 
 def _all_objects_exist(store: ObjectStore, episode: EpisodeRecord) -> bool:
@@ -176,7 +214,7 @@ def unpublish(settings: Settings, store: ObjectStore, catalog: Catalog, episode_
         raise FeedError(f"no episode {episode_id!r} in the catalog")
     catalog.mark_unpublished(episode_id)
     rebuild_feeds(settings, store, catalog, episode.show)
-    removed = 0
+    removed = remove_episode_page(store, episode) if episode.assets else 0
     for asset in episode.assets:
         if store.exists(asset.key):
             store.delete(asset.key)
