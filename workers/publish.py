@@ -8,6 +8,7 @@ before the feed is written. Re-running a room re-uses its guid and its keys, so 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +49,9 @@ def ensure_show(settings: Settings, store: ObjectStore, catalog: Catalog, show_i
 
 
 def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, room: Room,
-                    rendered: Rendered) -> EpisodeRecord:
+                    rendered: Rendered, *, before_feeds: Callable[[], None] | None = None) -> EpisodeRecord:
+    """Store the episode's files under its keys (replacing what was there), then list it and rebuild its
+    show's feeds. ``before_feeds``: catalog corrections to make once the files are stored (an edit's)."""
     show = catalog.get_show(room.show) or ensure_show(settings, store, catalog, room.show)
     token = catalog.ensure_private_token(show.id) if room.visibility == "private" else None
     prefix = episode_prefix(show.id, room.id, token)
@@ -58,6 +61,8 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
         assets.append(AssetRecord(name=name, key=info.key, size=info.size, content_type=info.content_type,
                                   md5=info.md5))
     catalog.record_assets(room.id, assets)
+    if before_feeds is not None:
+        before_feeds()
     catalog.mark_listed(room.id, rendered.duration_s)
     _remove_other_copies(store, catalog, show, room, prefix)
     rebuild_feeds(settings, store, catalog, show.id)
