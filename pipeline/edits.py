@@ -457,7 +457,8 @@ def _joined(reader: _Reader, state: EditState, rate: int) -> Iterator[np.ndarray
         cut_end, after = reader.grab(half), reader.grab(half)
         if half:
             w = ((np.arange(2 * half, dtype=np.float32) + 0.5) / (2 * half))
-            fade_in, fade_out = np.sqrt(w), np.sqrt(1 - w)  # equal power: speech either side is uncorrelated
+            # equal power (speech either side of a cut is uncorrelated), with gentle ends
+            fade_in, fade_out = np.sin(np.pi / 2 * w), np.cos(np.pi / 2 * w)
             yield before * fade_out[:half] + cut_end * fade_in[:half]
             yield cut_start * fade_out[half:] + after * fade_in[half:]
         pos = b + half
