@@ -217,3 +217,46 @@ def test_edits_after_publish(short_room: Path, server: WeedServer, tmp_path: Pat
                             replays={})
     for name in TEXTS:
         assert rendered.files[name].read_bytes() == store.get_bytes(PREFIX + name), name
+
+
+def test_the_command_line_edits_records_and_refuses(short_room: Path, tmp_path: Path) -> None:
+    """``roomcast episode edit`` and ``history`` as a real subprocess, on a folder store: a metadata edit encodes
+    nothing, a bad edit exits non-zero naming the problem and changes nothing."""
+    import sys
+
+    from storage.objects import LocalStore
+
+    env = dict(os.environ, ROOMCAST_DATABASE_URL=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+               ROOMCAST_WORK_DIR=str(tmp_path / "work"), ROOMCAST_STORE=str(tmp_path / "store"),
+               ROOMCAST_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "workers.cli", *args], capture_output=True, text=True,
+                              env=env, timeout=600)
+
+    assert cli("process", str(short_room), "--no-transcribe", "-q").returncode == 0
+    store = LocalStore(tmp_path / "store")
+    before = _snapshot(store)
+    bad = cli("episode", "edit", EPISODE, "--remove-speaker", "nobody")
+    assert bad.returncode != 0 and "unknown speaker 'nobody'" in bad.stderr
+    bad = cli("episode", "edit", EPISODE, "--cut", "0:00:05-0:00:10", "--cut", "8-12")
+    assert bad.returncode != 0 and "overlap" in bad.stderr
+    assert _snapshot(store) == before
+
+    done = cli("episode", "edit", EPISODE, "--title", "Levels, corrected", "--speaker-name", "alice=Alice M.",
+               "--by", "editor")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["encoded"] is False
+    after = _snapshot(store)
+    assert after[PREFIX + "replay.mp3"] == before[PREFIX + "replay.mp3"]  # no encoding
+    feed = feedparser.parse(store.get_bytes("shows/founders-hour/feed.xml"))
+    assert [e.title for e in feed.entries] == ["Levels, corrected"]
+    assert '"title": "Alice M.' in store.get_bytes(PREFIX + "chapters.json").decode()
+
+    done = cli("episode", "edit", EPISODE, "--cut", "0:00:02-0:00:03.5")
+    assert done.returncode == 0, done.stderr
+    history = cli("episode", "history", EPISODE)
+    lines = history.stdout.splitlines()
+    assert history.returncode == 0 and len(lines) == 2
+    assert "by editor [done]" in lines[0] and "title 'Levels, corrected'" in lines[0]
+    assert "[done] cut 0:00:02.000-0:00:03.500" in lines[1]
