@@ -52,6 +52,9 @@ _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+FEED_TTL_MINUTES = 5
+
+
 def feed_key(show_id: str, private_token: str | None = None) -> str:
     """Object key of a show's public feed, or of its private feed under the unguessable token."""
     return _show_prefix(show_id, private_token) + "feed.xml"
@@ -202,6 +205,7 @@ def _channel(show: ShowRecord, *, feed_url: str, artwork_url: str | None, genera
         fg.language(show.language)
         fg.generator(*_generator())
         fg.lastBuildDate(generated_at if generated_at.tzinfo else generated_at.replace(tzinfo=UTC))
+        fg.ttl(FEED_TTL_MINUTES)  # as long as the store lets caches keep the feed and its (editable) files
         if artwork_url:
             fg.image(url=artwork_url, title=title, link=link)
             fg.apple.image = artwork_url

@@ -135,8 +135,13 @@ def _fuse_same_speaker(parts: list[Turn]) -> list[Turn]:
 
 
 def _title(part: Turn, names: Mapping[str, str], words: Sequence[Word]) -> str:
-    name = names.get(part.speaker, part.speaker)
-    opening = [w for w in words if w.speaker == part.speaker and part.start - 1.0 <= w.start < part.end][:20]
+    return chapter_title(part.speaker, part.start, part.end, names, words)
+
+
+def chapter_title(speaker: str, start: float, end: float, names: Mapping[str, str], words: Sequence[Word]) -> str:
+    """A chapter's title: the speaker's name and a phrase of what they say first in it."""
+    name = names.get(speaker, speaker)
+    opening = [w for w in words if w.speaker == speaker and start - 1.0 <= w.start < end][:20]
     phrase = opening_phrase([w.text for w in opening], max_chars=TITLE_CHARS - len(name) - 2)
     return f"{name}: {phrase}" if phrase else name
 

@@ -8,7 +8,9 @@
     │                        the tail of ffmpeg's stderr)
     ├── TranscriptionError   the Whisper model could not be resolved, loaded or run
     ├── StorageError         an object store or the catalog failed (``transient`` says whether a retry may help)
-    └── FeedError            a feed could not be built (bad show configuration, artwork, ...)
+    ├── FeedError            a feed could not be built (bad show configuration, artwork, ...)
+    └── InvalidEdit          an edit of a published episode cannot apply (unknown speaker, span outside the
+                             replay, overlapping cuts, ...); nothing was changed
 
 Every message names the room and the file concerned and says what to do. Every exception pickles (all
 constructor arguments are passed to ``Exception.__init__``) so Celery can carry it between processes.
@@ -81,3 +83,7 @@ class StorageError(RoomcastError):
 
 class FeedError(RoomcastError):
     """A feed could not be built."""
+
+
+class InvalidEdit(RoomcastError):
+    """An edit of a published episode that cannot apply; raised before anything is changed."""

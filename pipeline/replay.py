@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -53,9 +53,12 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
                   chapters: Sequence[Chapter], cover: Path | None = None, plan: MixPlan | None = None,
                   mix_settings: MixSettings = MixSettings(), settings: MasterSettings = MasterSettings(),
                   progress: ProgressCallback | None = None,
-                  copies: Mapping[int, PcmCopy] | None = None) -> tuple[MixPlan, MasterResult]:
+                  copies: Mapping[int, PcmCopy] | None = None,
+                  transform: Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]] | None = None,
+                  ) -> tuple[MixPlan, MasterResult]:
     """Mix ``room`` and write ``out_dir/replay.mp3``, ``replay.m4a`` (and ``replay.opus``) on target.
-    ``copies``: tracks the analysis kept decoded at the mixing rate (by track index), read instead of decoded."""
+    ``copies``: tracks the analysis kept decoded at the mixing rate (by track index), read instead of decoded.
+    ``transform``: what is done to the mix before it is mastered (an edit's cuts and bleeps)."""
     what = f"room {room.id!r}"
     plan = plan or plan_mix(room, analyses, mix_settings)
     gain = settings.target - plan.predicted_lufs
@@ -80,6 +83,8 @@ def render_replay(room: Room, analyses: Sequence[TrackAnalysis], out_dir: Path, 
             sinks = [encoder_args(stream, untagged(paths[s.fmt]), s.fmt, s.gain - common, None, settings)
                      for s in todo]
             mixed = mixed_blocks(room, plan, analyses, mix_settings, what=what, copies=copies)
+            if transform is not None:
+                mixed = transform(mixed)
             reports.update(_encode_and_measure(
                 limited(mixed, common, ceiling + upmix_db(settings), mix_settings.sample_rate), sinks,
                 [(state.fmt, paths[state.fmt]) for state in todo], labels=labels, settings=settings,

@@ -182,6 +182,31 @@ class Lease(Base):
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     renewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+class EpisodeBasis(Base):
+    """What the first run of an episode kept for editing it later (track analyses, mix plan, word times,
+    chapters), as JSON; never published."""
+
+    __tablename__ = "episode_bases"
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True)
+    input_hash: Mapped[str] = mapped_column(String(64), default="")
+    data: Mapped[str] = mapped_column(Text)
+    saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class EpisodeEdit(Base):
+    """One edit of a published episode: who, when, what, and the episode's identity before and after."""
+
+    __tablename__ = "episode_edits"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), index=True)
+    request: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), default="applying")
+    hash_before: Mapped[str] = mapped_column(String(64))
+    hash_after: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(Text, default="")
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Catalog:

@@ -27,9 +27,10 @@ from pipeline.errors import StorageError
 log = logging.getLogger(__name__)
 
 FEED_CACHE_CONTROL = "public, max-age=300"
-# Episode assets can be replaced when a room is re-processed (e.g. a transcript added later), so they are cached
-# for a day, not marked immutable.
-ASSET_CACHE_CONTROL = "public, max-age=86400"
+# Episode assets are replaced in place when a room is re-processed or an episode edited (a speaker removed, a
+# span cut), so caches keep them no longer than the feed that points at them: an app or a CDN sees the new file
+# within the feed's own lifetime.
+ASSET_CACHE_CONTROL = "public, max-age=300"
 CONTENT_TYPES = {
     ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".opus": "audio/ogg", ".ogg": "audio/ogg",
     ".vtt": "text/vtt; charset=utf-8", ".srt": "application/x-subrip", ".json": "application/json",

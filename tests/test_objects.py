@@ -17,7 +17,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from pipeline.errors import StorageError
-from storage.objects import LocalStore, ObjectStore, open_store
+from storage.objects import ASSET_CACHE_CONTROL, LocalStore, ObjectStore, open_store
 from storage.s3 import S3Store
 from tests.s3servers import WeedServer
 
@@ -107,7 +107,7 @@ def test_single_part_uploads_have_an_etag_equal_to_the_md5(bucket: str, tmp_path
     digest = hashlib.md5(source.read_bytes()).hexdigest()
     head = boto3.client("s3").head_object(Bucket=bucket, Key="p/e/replay.m4a")
     assert head["ETag"].strip('"') == digest == head["Metadata"]["md5"] == info.md5
-    assert head["ContentType"] == "audio/mp4" and head["CacheControl"] == "public, max-age=86400"
+    assert head["ContentType"] == "audio/mp4" and head["CacheControl"] == ASSET_CACHE_CONTROL
 
 
 @pytest.mark.s3

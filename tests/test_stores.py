@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from pipeline.errors import StorageError
-from storage.objects import LocalStore, ObjectStore, open_store
+from storage.objects import ASSET_CACHE_CONTROL, FEED_CACHE_CONTROL, LocalStore, ObjectStore, open_store
 from storage.s3 import S3Store
 from tests.s3servers import WeedServer
 
@@ -76,7 +76,7 @@ def test_content_types_cache_control_and_public_reads_over_http(bucket: str, s3_
         with urllib.request.urlopen(urllib.request.Request(store.url(key), method="HEAD")) as reply:
             assert reply.headers["Content-Type"] == kind
             cache = reply.headers["Cache-Control"]
-            assert cache == ("public, max-age=300" if key.endswith(".xml") else "public, max-age=86400")
+            assert cache == (FEED_CACHE_CONTROL if key.endswith(".xml") else ASSET_CACHE_CONTROL)
         with urllib.request.urlopen(store.url(key)) as reply:
             assert reply.read() == f"body of {key}".encode()
 

@@ -194,16 +194,75 @@ def _validate_quietly(room_dir: Path) -> None:
         pass
 
 
+def _edit_options(command: Any) -> Any:
+    """The options of an edit (``roomcast episode edit``, ``roomcast submit --edit``)."""
+    for option in reversed([
+        click.option("--remove-speaker", "remove_speakers", multiple=True, metavar="SPEAKER",
+                     help="Take a speaker out of the audio, every transcript, the chapters and the feed."),
+        click.option("--cut", "cuts", multiple=True, metavar="START-END",
+                     help="Remove a span (seconds or h:mm:ss on the published replay's clock); repeatable."),
+        click.option("--bleep", "bleep_words", multiple=True, metavar="WORD",
+                     help="Replace every occurrence of a word by a tone and [bleep]; repeatable."),
+        click.option("--bleep-at", "bleep_spans", multiple=True, metavar="START-END",
+                     help="Replace a span by a tone; repeatable."),
+        click.option("--title", default=None, help="Correct the episode's title."),
+        click.option("--description", default=None, help="Correct the episode's description."),
+        click.option("--speaker-name", "speaker_names", multiple=True, metavar="SPEAKER=NAME",
+                     help="Correct a speaker's name."),
+        click.option("--by", default=None, help="Who makes the edit, for the audit trail (default: the OS user)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _edit_request(options: dict[str, Any]) -> Any:
+    from pipeline.edits import EditRequest, parse_span
+
+    names = []
+    for pair in options["speaker_names"]:
+        speaker, sep, name = pair.partition("=")
+        if not sep or not speaker or not name.strip():
+            raise click.UsageError(f"--speaker-name {pair!r}: write SPEAKER=NAME")
+        names.append((speaker, name.strip()))
+    try:
+        return EditRequest(tuple(options["remove_speakers"]), tuple(parse_span(c) for c in options["cuts"]),
+                           tuple(options["bleep_words"]), tuple(parse_span(c) for c in options["bleep_spans"]),
+                           options["title"], options["description"], tuple(names))
+    except RoomcastError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _queue_edit(ctx: click.Context, episode_id: str, options: dict[str, Any]) -> None:
+    from workers.edit import enqueue_edit
+
+    try:
+        task = enqueue_edit(_settings(ctx), episode_id, _edit_request(options), by=options["by"])
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{episode_id}: edit queued (task {task}); roomcast episode history {episode_id} follows it")
+
+
 @main.command()
-@click.argument("room_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("room_dirs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--source", type=SOURCE_CHOICE, default=None,
               help="Each ROOM_DIR is this platform's raw output (folder, ZIP or file), imported first.")
+@click.option("--edit", "edit_episode", default=None, metavar="EPISODE_ID",
+              help="Queue an edit of this published episode instead of rooms (with the edit options below).")
+@_edit_options
 @click.pass_context
-def submit(ctx: click.Context, room_dirs: tuple[Path, ...], source: str | None) -> None:
+def submit(ctx: click.Context, room_dirs: tuple[Path, ...], source: str | None, edit_episode: str | None,
+           **options: Any) -> None:
     """Validate each ROOM_DIR, upload it to the store's inbox and queue it for the workers (once per content)."""
     from workers.distributed import submit_room
     from workers.sources import imported
 
+    if edit_episode is not None:
+        if room_dirs:
+            raise click.UsageError("give rooms or --edit EPISODE_ID, not both")
+        _queue_edit(ctx, edit_episode, options)
+        return
+    if not room_dirs:
+        raise click.UsageError("give at least one ROOM_DIR (or --edit EPISODE_ID)")
     failed = False
     for room_dir in room_dirs:
         try:
@@ -371,6 +430,43 @@ def episode_unpublish(ctx: click.Context, episode_id: str) -> None:
     except RoomcastError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"episode {episode_id!r} unpublished; {removed} object(s) removed")
+
+
+@episode.command("edit")
+@click.argument("episode_id")
+@_edit_options
+@click.option("--queue", is_flag=True, help="Run the edit on a worker ($ROOMCAST_BROKER_URL) instead of here.")
+@click.pass_context
+def episode_edit(ctx: click.Context, episode_id: str, queue: bool, **options: Any) -> None:
+    """Edit a published episode in place: same guid, same files, new bytes; recorded in its history."""
+    if queue:
+        _queue_edit(ctx, episode_id, options)
+        return
+    from workers.edit import edit_episode
+    from workers.progress import listening
+
+    request = _edit_request(options)
+    try:
+        with listening(StageDisplay(ctx.obj["quiet"])):
+            summary = edit_episode(_settings(ctx), episode_id, request, by=options["by"])
+    except RoomcastError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(summary, indent=2))
+
+
+@episode.command("history")
+@click.argument("episode_id")
+@click.pass_context
+def episode_history(ctx: click.Context, episode_id: str) -> None:
+    """The edits of an episode, oldest first: when, who, what, and its identity before and after."""
+    from workers.edit import history_lines
+
+    context = _context(ctx)
+    if context.catalog.get_episode(episode_id) is None:
+        raise click.ClickException(f"no episode {episode_id!r} in the catalog")
+    lines = history_lines(context.catalog, episode_id)
+    for line in lines or [f"{episode_id}: no edits"]:
+        click.echo(line)
 
 
 @episode.command("links")

@@ -290,6 +290,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
     A transient storage error fails the episode only on the ``final_attempt`` (a task retries the others).
     ``show``: the room's show, prepared already (:func:`prepare_show`, while the tracks were analysed)."""
     from feeds.rss import feed_key
+    from workers.edit import apply_recorded, keep_basis
     from workers.publish import ensure_show, publish_episode
     from workers.render import render_room
     from workers.showcheck import show_warnings
@@ -317,7 +318,9 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
         copies = {i: decoded_copy(settings, job, i) for i in job.tracks}
         rendered = render_room(settings, ctx.catalog, room, results, workspace, language=job.language, cover=cover,
                                copies=copies)
-        episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered)
+        keep_basis(ctx.catalog, room, job, results, rendered)  # what later edits are computed from
+        rendered, corrections = apply_recorded(settings, ctx, room, rendered, workspace, cover)
+        episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered, before_feeds=corrections)
     except Exception as exc:
         if isinstance(exc, StorageError) and exc.transient and not final_attempt:  # the task retries: not over
             ctx.catalog.set_stage(room.id, f"retrying: {exc}"[:128])

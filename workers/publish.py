@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,7 +72,9 @@ def ensure_show(settings: Settings, store: ObjectStore, catalog: Catalog, show_i
 
 
 def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, room: Room,
-                    rendered: Rendered) -> EpisodeRecord:
+                    rendered: Rendered, *, before_feeds: Callable[[], None] | None = None) -> EpisodeRecord:
+    """Store the episode's files under its keys (replacing what was there), then list it and rebuild its
+    show's feeds. ``before_feeds``: catalog corrections to make once the files are stored (an edit's)."""
     show = catalog.get_show(room.show) or ensure_show(settings, store, catalog, room.show)
     token = catalog.ensure_private_token(show.id) if room.visibility == "private" else None
     prefix = episode_prefix(show.id, room.id, token)
@@ -82,6 +85,8 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
                                   md5=info.md5))
     catalog.record_assets(room.id, assets)
     catalog.set_feed_meta(room.id, with_soundbites(room_feed_meta(room), rendered).to_json())
+    if before_feeds is not None:
+        before_feeds()
     catalog.mark_listed(room.id, rendered.duration_s)
     _remove_other_copies(store, catalog, show, room, prefix)
     _end_live_item(catalog, show.id, room.id)

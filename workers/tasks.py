@@ -171,6 +171,18 @@ def finish_task(self: Task, result_keys: list[str], job: dict[str, Any]) -> dict
         raise _transient_retry(self, exc) from exc
 
 
+@app.task(name="roomcast.edit", bind=True)
+def edit_task(self: Task, episode_id: str, request: dict[str, Any], by: str) -> dict[str, Any]:
+    """Edit a published episode in place (:func:`workers.edit.edit_episode`)."""
+    from pipeline.edits import EditRequest
+    from workers.edit import edit_episode
+
+    try:
+        return edit_episode(current_settings(), episode_id, EditRequest.from_dict(request), by=by)
+    except StorageError as exc:
+        raise _transient_retry(self, exc) from exc
+
+
 def room_canvas(job: jobs.Job) -> Signature:
     header = group(track_task.si(job.to_dict(), index) for index in job.tracks)
     return chord(header, finish_task.s(job.to_dict()))
