@@ -7,6 +7,8 @@ its lease, until it is killed; the worker started after it runs without the hook
 
 from __future__ import annotations
 
+import posixpath
+
 import shutil
 import time
 from collections.abc import Iterator
@@ -137,7 +139,11 @@ def assert_published_once(cluster: Cluster, episode_id: str) -> None:
     assert cluster.feed_titles().count(f"Room {episode_id}") == 1
     episode = cluster.catalog.get_episode(episode_id)
     stored = {info.key for info in cluster.store.list(f"shows/{SHOW}/episodes/{episode_id}/")}
-    assert stored == {asset.key for asset in episode.assets} and "replay.mp3" in {a.name for a in episode.assets}
+    page = episode_page_key(episode)
+    assert page in stored  # the episode page, published with the assets before the feed
+    derived = {page, posixpath.dirname(page) + "/" + WORD_TIMES_NAME}  # the page and, with a transcript, its data
+    assert stored - derived == {asset.key for asset in episode.assets}
+    assert "replay.mp3" in {a.name for a in episode.assets}
     assert not list(cluster.store.list(f"work/{episode_id}/"))
     assert not cluster.leases(episode_id)
     assert [job.status for job in cluster.catalog.jobs(episode_id)].count("done") == 1
