@@ -120,10 +120,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: WeedServer, pos
 
 @pytest.mark.postgres
 def test_catalog_is_made_at_the_newest_revision_on_postgres(cluster: Cluster) -> None:
+    from storage.migrations import HEAD_REVISION
+
     assert cluster.catalog.list_episodes() == []  # opening the catalog made its tables
     engine = create_engine(cluster.settings.database_url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION
         assert {"shows", "episodes", "speakers", "tracks", "assets", "jobs"} <= set(inspect(conn).get_table_names())
     engine.dispose()
 
