@@ -99,3 +99,28 @@ def test_expired_leases_are_taken_over_once_and_the_loss_is_in_the_history(catal
     assert catalog.get_episode("room-1").stage == "requeued after a lost worker"  # type: ignore[union-attr]
     catalog.set_failed("room-1", "bad track")
     assert not leases.record_lost("room-1", "too late")  # a failed room is not enqueued again
+
+
+def test_recovery_settings_from_the_environment() -> None:
+    from workers.config import load_settings
+
+    settings = load_settings(env={"ROOMCAST_LEASE_S": "6", "ROOMCAST_LEASE_CHECK_S": "2",
+                                  "ROOMCAST_STAGE_TIME_LIMIT_S": "300"})
+    assert (settings.lease_s, settings.lease_renew_s, settings.lease_check_s) == (6.0, 1.2, 2.0)
+    assert settings.soft_time_limit_s == 270.0  # a tenth less than a short hard limit
+    assert load_settings(env={}).soft_time_limit_s == 6 * 3600 - 60
+    assert load_settings(env={"ROOMCAST_STAGE_SOFT_TIME_LIMIT_S": "0"}).soft_time_limit_s is None
+
+
+def test_the_pause_hook_applies_to_its_point_and_room_only() -> None:
+    from workers.config import Settings
+    from workers.pauses import pause
+
+    settings = Settings(test_pause="track@room-1:0.3,ingest:0.2")
+    started = time.monotonic()
+    pause(settings, "track", "room-2")
+    pause(settings, "finish", "room-1")
+    assert time.monotonic() - started < 0.1
+    pause(settings, "track", "room-1")
+    pause(settings, "ingest", "room-9")
+    assert time.monotonic() - started >= 0.5
