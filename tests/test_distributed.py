@@ -121,7 +121,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: WeedServer, pos
 
 @pytest.mark.postgres
 def test_catalog_is_made_at_the_newest_revision_on_postgres(cluster: Cluster) -> None:
-    from storage.migrations import HEAD_REVISION
 
     assert cluster.catalog.list_episodes() == []  # opening the catalog made its tables
     engine = create_engine(cluster.settings.database_url)

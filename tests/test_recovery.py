@@ -8,7 +8,6 @@ its lease, until it is killed; the worker started after it runs without the hook
 from __future__ import annotations
 
 import posixpath
-
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import feedparser
 import pytest
 from click.testing import CliRunner
 
+from feeds.page_publish import WORD_TIMES_NAME, episode_page_key
 from storage.leases import LeaseBook, LeaseRecord
 from tests.roomgen import manifest, write_manifest
 from tests.s3servers import WeedServer
