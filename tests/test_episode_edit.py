@@ -260,3 +260,42 @@ def test_the_command_line_edits_records_and_refuses(short_room: Path, tmp_path: 
     assert history.returncode == 0 and len(lines) == 2
     assert "by editor [done]" in lines[0] and "title 'Levels, corrected'" in lines[0]
     assert "[done] cut 0:00:02.000-0:00:03.500" in lines[1]
+
+
+def test_processing_the_room_again_keeps_its_edits(short_room: Path, tmp_path: Path) -> None:
+    """A room processed again (its inputs changed) is published with its recorded edits: a removed speaker stays
+    removed, a cut stays cut, a corrected title stays corrected; its private episode stays private."""
+    import shutil
+
+    from tests.roomgen import manifest, write_manifest
+
+    room = tmp_path / short_room.name
+    shutil.copytree(short_room, room)
+    data = manifest(room)
+    data["visibility"] = "private"
+    write_manifest(room, data)
+    settings = Settings(store=str(tmp_path / "store"), database_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+                        work_dir=tmp_path / "work", cache_dir=tmp_path / "cache", transcribe=False)
+    process_room(settings, room, processes=2)
+    ctx = Context.of(settings)
+    token = ctx.catalog.get_show("founders-hour").private_token  # type: ignore[union-attr]
+    private = f"shows/founders-hour/private/{token}/"
+    edit_episode(settings, EPISODE, EditRequest(remove_speakers=("zoe",), cuts=(Span(1.0, 3.0),),
+                                                title="Corrected"), by="editor")
+    edited = {o.key: o.md5 for o in ctx.store.list(private)}
+    replay_key = private + f"episodes/{EPISODE}/replay.mp3"
+    edited_audio = _decode(ctx.store.get_bytes(replay_key), tmp_path)
+    assert "Brien" not in ctx.store.get_bytes(private + "feed.xml").decode()
+    assert not any(k.startswith(PREFIX) for k in _snapshot(ctx.store))  # nothing under the public path
+    assert [e.title for e in feedparser.parse(ctx.store.get_bytes("shows/founders-hour/feed.xml")).entries] == []
+
+    data["description"] = "Described again."
+    write_manifest(room, data)
+    process_room(settings, room, processes=2)
+    feed_xml = ctx.store.get_bytes(private + "feed.xml").decode()
+    assert "Brien" not in feed_xml and "Corrected" in feed_xml
+    again = {o.key: o.md5 for o in ctx.store.list(private)}
+    assert sorted(again) == sorted(edited)
+    audio = _decode(ctx.store.get_bytes(replay_key), tmp_path)  # the same audio (its tags hold the description)
+    assert audio.size == edited_audio.size and np.abs(audio - edited_audio).max() < 1e-3
+    assert not any(k.startswith(PREFIX) for k in _snapshot(ctx.store))
