@@ -19,7 +19,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q --upgrade pip 'setuptools>=77.0.3,<81'
+# torch (for the voice encoder) as its CPU build, before anything asks for it: a plain request would bring the
+# CUDA build (several GB). TORCH_INDEX_URL may name PyTorch's CPU index on machines that reach it.
+.venv/bin/python -c "import torch" 2>/dev/null \
+  || .venv/bin/python -m pip install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 .venv/bin/python -m pip install -q -e '.[test]'
 # The page tests check accessibility with axe-core and the feed tests read feeds with podcast-partytime (npm,
 # with the machine's Node.js), both kept in the ignored .node folder.
