@@ -39,6 +39,8 @@ class TrackAnalysis:
     # K-weighted level of every 100 ms step of the track (dB, mean square; STEP_FLOOR_DB for silence): the mixer
     # derives its levelling from it and predicts the mix's loudness without a measuring pass.
     step_db: tuple[float, ...] = ()
+    # Stretches (track seconds) to silence completely: the turns of a declined voice in a mixed recording.
+    muted: tuple[SpeechRegion, ...] = ()
 
     @property
     def speech_s(self) -> float:
@@ -48,14 +50,15 @@ class TrackAnalysis:
         return {"track_index": self.track_index, "speaker": self.speaker, "start": self.start,
                 "duration": self.duration, "regions": [[r.start, r.end] for r in self.regions],
                 "speech_lufs": self.speech_lufs, "decoded_s": self.decoded_s, "warnings": list(self.warnings),
-                "step_db": list(self.step_db)}
+                "step_db": list(self.step_db), "muted": [[r.start, r.end] for r in self.muted]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackAnalysis:
         return cls(int(data["track_index"]), str(data["speaker"]), float(data["start"]), float(data["duration"]),
                    tuple(SpeechRegion(float(a), float(b)) for a, b in data["regions"]), float(data["speech_lufs"]),
                    float(data["decoded_s"]), tuple(data.get("warnings", ())),
-                   tuple(float(v) for v in data.get("step_db", ())))
+                   tuple(float(v) for v in data.get("step_db", ())),
+                   tuple(SpeechRegion(float(a), float(b)) for a, b in data.get("muted", ())))
 
     def step_energies(self) -> np.ndarray:
         """Mean-square K-weighted energy of every 100 ms step (the inverse of ``step_db``)."""

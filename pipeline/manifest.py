@@ -22,6 +22,10 @@ from pipeline.ffmpeg import AudioInfo, Remembered, check_decodes, file_key, prob
 MANIFEST_NAME = "room.json"
 VISIBILITIES = ("public", "unlisted", "private")
 ROLES = ("host", "cohost", "moderator", "speaker", "guest")
+# "multitrack": a file per speaker (the default); "mixed": one recording of the whole room (an X Space, a
+# Clubhouse replay, a LinkedIn event), possibly in consecutive parts, whose speakers are found by voice.
+RECORDINGS = ("multitrack", "mixed")
+MIXED_SPEAKER = "mixed"  # the speaker id of a mixed recording's tracks until diarization names the voices
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 # Characters XML 1.0 cannot carry: a title holding one would make every feed of the show unreadable.
@@ -71,6 +75,11 @@ class Room:
     visibility: str = "public"
     language: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    recording: str = "multitrack"
+
+    @property
+    def is_mixed(self) -> bool:
+        return self.recording == "mixed"
 
     def speaker(self, speaker_id: str) -> Speaker:
         for speaker in self.speakers:
@@ -84,7 +93,10 @@ class Room:
 
     @property
     def published_tracks(self) -> tuple[Track, ...]:
-        """Tracks of speakers who agreed to the replay: the only audio and words that are ever published."""
+        """Tracks of speakers who agreed to the replay: the only audio and words that are ever published (a mixed
+        recording's parts are all used; who declined is silenced inside them once the voices are known)."""
+        if self.is_mixed:
+            return self.tracks
         allowed = {s.id for s in self.consenting_speakers}
         return tuple(t for t in self.tracks if t.speaker in allowed)
 
@@ -201,18 +213,27 @@ def _build_room(folder: Path, data: dict[str, Any], problems: _Problems, *, prob
         problems.add(MANIFEST_NAME, f"language {language!r} is not a language code such as 'en' or 'pt-BR'")
         language = None
     recorded_at = _recorded_at(data.get("recorded_at"), problems)
-    speakers = _speakers(data.get("speakers"), problems)
-    tracks = _tracks(folder, data.get("tracks"), {s.id for s in speakers}, problems, probe=probe, verify=verify)
-    if speakers and tracks and not any(t.speaker in {s.id for s in speakers if s.consent} for t in tracks):
+    recording = data.get("recording", "multitrack")
+    if recording not in RECORDINGS:
+        problems.add(MANIFEST_NAME, f"recording {recording!r} is not one of {', '.join(RECORDINGS)} ('mixed': one "
+                     "recording of the whole room, its tracks without 'speaker', its speakers found by voice)")
+        recording = "multitrack"
+    mixed = recording == "mixed"
+    speakers = _speakers(data.get("speakers"), problems, optional=mixed)
+    tracks = _tracks(folder, data.get("tracks"), {s.id for s in speakers}, problems, probe=probe, verify=verify,
+                     mixed=mixed)
+    consenting = {s.id for s in speakers if s.consent}
+    if not mixed and speakers and tracks and not any(t.speaker in consenting for t in tracks):
         problems.add(MANIFEST_NAME, "no track belongs to a speaker who consented: there is nothing to publish")
     _check_segments(tracks, problems)
     if problems.items or room_id is None or show is None or title is None:
         return None
-    known = {"id", "show", "title", "description", "recorded_at", "visibility", "language", "speakers", "tracks"}
+    known = {"id", "show", "title", "description", "recorded_at", "visibility", "language", "speakers", "tracks",
+             "recording"}
     return Room(
         id=room_id, show=show, title=title, folder=folder.resolve(), speakers=tuple(speakers),
         tracks=tuple(tracks), description=description, recorded_at=recorded_at, visibility=str(visibility),
-        language=language, extra={k: v for k, v in data.items() if k not in known},
+        language=language, extra={k: v for k, v in data.items() if k not in known}, recording=str(recording),
     )
 
 
@@ -230,9 +251,13 @@ def _recorded_at(value: Any, problems: _Problems) -> datetime | None:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
-def _speakers(value: Any, problems: _Problems) -> list[Speaker]:
+def _speakers(value: Any, problems: _Problems, *, optional: bool = False) -> list[Speaker]:
+    """The speakers; a mixed recording may list who was there (names, roles, consent) or no one."""
     if value is None:
-        problems.add(MANIFEST_NAME, "missing required field 'speakers'")
+        if not optional:
+            problems.add(MANIFEST_NAME, "missing required field 'speakers'")
+        return []
+    if optional and value == []:
         return []
     if not isinstance(value, list) or not value:
         problems.add(MANIFEST_NAME, "'speakers' must be a non-empty list")
@@ -263,7 +288,7 @@ def _speakers(value: Any, problems: _Problems) -> list[Speaker]:
 
 
 def _tracks(folder: Path, value: Any, speaker_ids: set[str], problems: _Problems, *, probe: bool,
-            verify: bool = True) -> list[Track]:
+            verify: bool = True, mixed: bool = False) -> list[Track]:
     if value is None:
         problems.add(MANIFEST_NAME, "missing required field 'tracks'")
         return []
@@ -281,7 +306,13 @@ def _tracks(folder: Path, value: Any, speaker_ids: set[str], problems: _Problems
         file = item.get("file")
         start = item.get("start")
         ok = True
-        if speaker is None:
+        if mixed:
+            if speaker is not None:
+                problems.add(MANIFEST_NAME, f"{where}a mixed recording's tracks name no 'speaker' (its speakers are "
+                             "found by voice); give one file per speaker without \"recording\": \"mixed\" instead")
+                ok = False
+            speaker = MIXED_SPEAKER
+        elif speaker is None:
             problems.add(MANIFEST_NAME, f"{where}missing required field 'speaker'")
             ok = False
         elif speaker not in speaker_ids:

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 ENVELOPE_RATE = 300  # Hz: fine enough for 30 ms ramps, small enough for a 3-hour track (13 MB); 44.1 kHz = 147 x 300
 MAX_TRACK_GAIN_DB = 30.0
-MIX_BLOCK_S = 1.0  # the mix is made and handed to the encoders a second at a time
+MIX_BLOCK_S = 1.0
+MUTE_RAMP_S = 0.02  # the mix is made and handed to the encoders a second at a time
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,12 @@ def gate(analysis: TrackAnalysis, settings: MixSettings) -> np.ndarray:
         fall = np.clip(((region.end + release) - t) / release, 0.0, 1.0)
         shape = floor + (1 - floor) * np.minimum(rise, fall)
         env[lo:hi] = np.maximum(env[lo:hi], shape)
+    for region in analysis.muted:  # silence, not the gate's floor: a declined voice must not be heard at all
+        lo = max(0, int((region.start - MUTE_RAMP_S) * ENVELOPE_RATE))
+        hi = min(size, int(math.ceil((region.end + MUTE_RAMP_S) * ENVELOPE_RATE)) + 1)
+        t = times[lo:hi]
+        fade = np.clip(np.maximum(region.start - t, t - region.end) / MUTE_RAMP_S, 0.0, 1.0)
+        env[lo:hi] = np.minimum(env[lo:hi], fade.astype(np.float32))
     return env
 
 

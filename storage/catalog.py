@@ -29,6 +29,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     create_engine,
@@ -209,6 +210,22 @@ class EpisodeEdit(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class VoicePrint(Base):
+    """What one speaker of a show sounds like (:mod:`storage.voices`): never published, deleted on request."""
+
+    __tablename__ = "voice_prints"
+    show_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    speaker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(32), default="speaker")
+    consent: Mapped[bool] = mapped_column(Boolean, default=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    speech_s: Mapped[float] = mapped_column(Float, default=0.0)
+    episodes: Mapped[int] = mapped_column(Integer, default=0)
+    last_episode: Mapped[str] = mapped_column(String(128), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
 class Catalog:
     """Access to the catalog database at ``url`` (any SQLAlchemy URL); tables are created when missing."""
 
@@ -340,6 +357,15 @@ class Catalog:
             s.add(Job(id=uuid.uuid4().hex, episode_id=episode_id, input_hash=row.input_hash, stage="queued",
                       started_at=now()))
             return _episode(row)
+
+    def set_speakers(self, episode_id: str, speakers: Sequence[SpeakerRecord]) -> None:
+        """Replace an episode's speakers (a mixed recording's, once its voices are known)."""
+        with self.session() as s:
+            row = s.get(Episode, episode_id)
+            if row is None:
+                raise StorageError(f"catalog {self.name}: no episode {episode_id!r}")
+            row.speakers = [Speaker(position=n, speaker_id=p.id, name=p.name, role=p.role, consent=p.consent)
+                            for n, p in enumerate(speakers)]
 
     def set_stage(self, episode_id: str, stage: str, progress: float | None = None) -> None:
         """Move an episode and its running job to ``stage`` (``progress`` from 0 to 1 within the stage)."""

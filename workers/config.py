@@ -43,6 +43,9 @@ class Settings:
     min_chapter_s: float = 30.0
     channels: int = 1
     opus: bool = False
+    # Keep a voice print of every speaker of a multitrack room in the show's voice library (catalog only), so
+    # the show's mixed recordings name them; off, mixed recordings number their voices.
+    voice_library: bool = True
     scan_interval_s: float = 300.0
     # An in-process run keeps each track decoded at the mixing rate while it is analysed, so the mix does not
     # decode it again, when the room's tracks take at most this much disk (4 GB: 6 hours of track time).
@@ -81,6 +84,15 @@ class Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def flag(value: str) -> bool:
+    """1/0, true/false, yes/no, on/off."""
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
 _ENV = {
     "ROOMCAST_STORE": ("store", str),
     "ROOMCAST_PUBLIC_URL": ("public_url", str),
@@ -94,6 +106,7 @@ _ENV = {
     "ROOMCAST_CPU_THREADS": ("cpu_threads", int),
     "ROOMCAST_MIN_CHAPTER_S": ("min_chapter_s", float),
     "ROOMCAST_CHANNELS": ("channels", int),
+    "ROOMCAST_VOICE_LIBRARY": ("voice_library", flag),
     "ROOMCAST_KEEP_DECODED_MB": ("keep_decoded_mb", int),
     "ROOMCAST_PODPING_URL": ("podping_url", str),
     "ROOMCAST_PODPING_TOKEN": ("podping_token", str),

@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,6 +169,11 @@ def new_job(settings: Settings, room: Room, digest: str, room_ref: str | Path) -
     return Job(room.id, ref, digest, language, tracks)
 
 
+def set_speakers(catalog: Catalog, room: Room) -> None:
+    """The speakers a mixed room's voices turned out to be, in place of those its manifest listed."""
+    catalog.set_speakers(room.id, [SpeakerRecord(s.id, s.name, s.role, s.consent) for s in room.speakers])
+
+
 def record_room(catalog: Catalog, room: Room, digest: str) -> None:
     catalog.upsert_episode(
         episode_id=room.id, show_id=room.show, title=room.title, description=room.description,
@@ -226,10 +232,17 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
     copy = decoded_copy(settings, job, track_index) if keep_decoded else None
     if copy is not None and not copies_fit(settings, room, copy):
         copy = None
-    speech = speech_copy(settings, job, track) if settings.transcribe else None
+    voiced = room.is_mixed or settings.voice_library  # voices are told apart, or kept in the show's library
+    speech = speech_copy(settings, job, track) if settings.transcribe or voiced else None
     try:
         analysis = analyse_track(track, what=what, copy=copy, keep=speech)
-        result: dict[str, Any] = {"analysis": analysis.to_dict(), "transcript": None}
+        result: dict[str, Any] = {"analysis": analysis.to_dict(), "transcript": None, "voice": None}
+        if voiced:
+            from workers.speakers import track_voice
+
+            notify(job.episode_id, f"listening to the voices of {track.file}")
+            result["voice"] = track_voice(settings, ctx.store, room, track, analysis, speech,
+                                          job.result_key(f"track-{track_index}-voices.npz"))
         if settings.transcribe:
             from workers.transcription import transcribe
 
@@ -260,12 +273,18 @@ def track_result_key(settings: Settings, job: Job, track_index: int) -> str:
 
 
 def load_track_results(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None]]:
+    return [(analysis, transcript) for analysis, transcript, _ in load_track_voices(settings, keys)]
+
+
+def load_track_voices(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None,
+                                                                          dict[str, Any] | None]]:
+    """Every track's analysis, transcript and what it kept of its voices (:mod:`workers.speakers`)."""
     store = Context.of(settings).store
     results = []
     for key in keys:
         data = json.loads(store.get_bytes(key))
         transcript = TrackTranscript.from_dict(data["transcript"]) if data["transcript"] else None
-        results.append((TrackAnalysis.from_dict(data["analysis"]), transcript))
+        results.append((TrackAnalysis.from_dict(data["analysis"]), transcript, data.get("voice")))
     return results
 
 
@@ -314,13 +333,30 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
         if missing:  # a track redelivered after its first run had counted: wait for it rather than fail the room
             raise StorageError(f"room {room.id!r}: track results {', '.join(missing)} are not stored yet; retrying",
                                transient=True)
-        results = load_track_results(settings, result_keys)
+        heard = load_track_voices(settings, result_keys)
+        results = [(analysis, transcript) for analysis, transcript, _ in heard]
+        turns = None
+        if room.is_mixed:  # who spoke when, found by voice: the room gets its speakers, every word its speaker
+            from workers.speakers import attribute
+
+            notify(room.id, "telling the voices apart")
+            found = attribute(settings, ctx.store, ctx.catalog, room, [a for a, _ in results],
+                              [t for _, t in results], [v for _, _, v in heard])
+            room, turns = found.room, found.turns
+            said: Sequence[TrackTranscript | None] = found.transcripts if found.transcripts is not None \
+                else [None] * len(results)
+            results = list(zip(found.analyses, said, strict=True))
+            set_speakers(ctx.catalog, room)
         copies = {i: decoded_copy(settings, job, i) for i in job.tracks}
         rendered = render_room(settings, ctx.catalog, room, results, workspace, language=job.language, cover=cover,
-                               copies=copies)
+                               copies=copies, turns=turns)
         keep_basis(ctx.catalog, room, job, results, rendered)  # what later edits are computed from
         rendered, corrections = apply_recorded(settings, ctx, room, rendered, workspace, cover)
         episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered, before_feeds=corrections)
+        if settings.voice_library and not room.is_mixed:
+            from workers.speakers import remember
+
+            remember(settings, ctx.catalog, room, [v for _, _, v in heard], [a for a, _ in results])
     except Exception as exc:
         if isinstance(exc, StorageError) and exc.transient and not final_attempt:  # the task retries: not over
             ctx.catalog.set_stage(room.id, f"retrying: {exc}"[:128])

@@ -70,7 +70,10 @@ def show_title(settings: Settings, catalog: Catalog, show_id: str) -> str:
 def render_room(settings: Settings, catalog: Catalog, room: Room,
                 results: Sequence[tuple[TrackAnalysis, TrackTranscript | None]], workspace: Path,
                 *, language: str | None, cover: Path | None = None,
-                copies: Mapping[int, PcmCopy] | None = None) -> Rendered:
+                copies: Mapping[int, PcmCopy] | None = None,
+                turns: Sequence[tuple[str, float, float]] | None = None) -> Rendered:
+    """``turns``: a mixed recording's speaker turns (room clock), found by voice; its transcripts already carry
+    each word's speaker, with declined voices' words left out."""
     analyses = [a for a, _ in results]
     names = {s.id: s.name for s in room.consenting_speakers}  # declined speakers never reach any output
     allowed = set(names)
@@ -87,10 +90,16 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
 
     transcript: Transcript | None = None
     if all(t is not None for _, t in results) and settings.transcribe:
-        consenting = remove_bleed([t for _, t in results if t is not None and t.speaker in allowed], room_audio(room))
+        if room.is_mixed:
+            consenting = [t for _, t in results if t is not None]
+        else:
+            consenting = remove_bleed([t for _, t in results if t is not None and t.speaker in allowed],
+                                      room_audio(room))
         transcript = merge(consenting, names, language or room.language or "en").shifted(shift)
     if transcript is not None and transcript.segments:
         intervals = intervals_from_transcript(transcript)
+    elif turns is not None:
+        intervals = sorted((who, max(0.0, a + shift), max(0.0, b + shift)) for who, a, b in turns if who in allowed)
     else:
         intervals = speech_intervals(room, analyses, shift)
     chapters = tuple(build_chapters(intervals, duration, speaker_names=names,

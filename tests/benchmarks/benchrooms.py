@@ -51,15 +51,16 @@ def _speech(line: str, voice: str, cache: Path) -> np.ndarray:
 
 
 def build_room(folder: Path, *, minutes: float, speakers: int = 4, spread_db: float = 20.0, seed: int = 11,
-               turn_order: list[int] | None = None) -> BenchRoom:
-    """A room of ``minutes`` where ``speakers`` take turns; speech levels spread over ``spread_db``."""
+               turn_order: list[int] | None = None, loudest_db: float = -6.0) -> BenchRoom:
+    """A room of ``minutes`` where ``speakers`` take turns; speech levels (RMS, dBFS) spread over ``spread_db``
+    below ``loudest_db``."""
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder.parent / "speech-cache"
     cache.mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
     total = int(minutes * 60 * RATE)
     tracks = [np.zeros(total, dtype=np.float32) for _ in range(speakers)]
-    levels = [-6.0 - spread_db * n / max(1, speakers - 1) for n in range(speakers)]
+    levels = [loudest_db - spread_db * n / max(1, speakers - 1) for n in range(speakers)]
     turns: list[dict[str, object]] = []
     at, n = int(1.0 * RATE), 0
     while True:
