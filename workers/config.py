@@ -39,6 +39,9 @@ class Settings:
     work_dir: Path = DEFAULT_HOME / "work"
     shows_config: Path | None = None
     cpu_threads: int = 1
+    # Where Whisper runs: "auto" (a CUDA GPU with float16 when CTranslate2 sees one, else the CPU with int8),
+    # "cpu" or "cuda" (refused where there is no GPU).
+    device: str = "auto"
     transcribe: bool = True
     min_chapter_s: float = 30.0
     channels: int = 1
@@ -92,6 +95,7 @@ _ENV = {
     "ROOMCAST_WORK_DIR": ("work_dir", Path),
     "ROOMCAST_SHOWS": ("shows_config", Path),
     "ROOMCAST_CPU_THREADS": ("cpu_threads", int),
+    "ROOMCAST_DEVICE": ("device", str),
     "ROOMCAST_MIN_CHAPTER_S": ("min_chapter_s", float),
     "ROOMCAST_CHANNELS": ("channels", int),
     "ROOMCAST_KEEP_DECODED_MB": ("keep_decoded_mb", int),
