@@ -70,8 +70,8 @@ def diarize(windows: VoiceWindows, regions: Sequence[tuple[float, float]],
     order = np.argsort(windows.starts, kind="stable")
     starts, ends, vectors = windows.starts[order], windows.ends[order], windows.vectors[order]
     if starts.size == 0:  # speech too short to tell a voice: one speaker, whom no print can match
-        turns = tuple(Turn(a, b, 0) for a, b in sorted(regions) if b > a)
-        return Diarization(turns, np.zeros((1 if turns else 0, DIMENSIONS), dtype=np.float32))
+        alone = tuple(Turn(a, b, 0) for a, b in sorted(regions) if b > a)
+        return Diarization(alone, np.zeros((1 if alone else 0, DIMENSIONS), dtype=np.float32))
     groups = _groups(starts, regions, settings.group_s)
     labels = _cluster(vectors, groups, settings)
     centroids = _centroids(vectors, labels)

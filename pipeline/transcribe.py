@@ -80,10 +80,12 @@ class TranscribeSettings:
 
 
 class SpeechModel:
-    """A loaded Whisper model. ``calls`` and ``audio_s`` count what was fed to it (for logs and tests)."""
+    """A loaded Whisper model. ``calls`` and ``audio_s`` count what was fed to it (for logs and tests);
+    ``runs_on`` says where it runs ("cpu/int8", "cuda/float16")."""
 
-    def __init__(self, ref: ModelRef, whisper: Any) -> None:
+    def __init__(self, ref: ModelRef, whisper: Any, *, runs_on: str = "cpu/int8") -> None:
         self.ref = ref
+        self.runs_on = runs_on
         self.english_only = bool(ref.english_only or not whisper.model.is_multilingual)
         self._whisper = whisper
         self.calls = 0
@@ -122,7 +124,8 @@ def load_model(ref: ModelRef, settings: TranscribeSettings = TranscribeSettings(
     key = (ref.load_target, settings.device, settings.compute_type, settings.cpu_threads)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = SpeechModel(ref, _load_whisper(ref, settings))
+            _MODELS[key] = SpeechModel(ref, _load_whisper(ref, settings),
+                                       runs_on=f"{settings.device}/{settings.compute_type}")
         return _MODELS[key]
 
 
@@ -186,8 +189,8 @@ def transcribe_track(path: Path, regions: Sequence[SpeechRegion], *, track_index
     for batch in _batches(_chunks(path, regions, settings, what=what, audio=audio), settings.batch_size):
         words += _transcribe_batch(batch, model, language, settings, offset, speaker, what=what)
     segments = split_segments(words, pause_s=settings.pause_s)
-    log.info("%s: %d words in %d segments from %.1f s of speech", what, len(words), len(segments),
-             sum(r.duration for r in regions))
+    log.info("%s: %d words in %d segments from %.1f s of speech (on %s)", what, len(words), len(segments),
+             sum(r.duration for r in regions), model.runs_on)
     return TrackTranscript(track_index, speaker, language, segments)
 
 

@@ -183,6 +183,23 @@ class Lease(Base):
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     renewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class StageRun(Base):
+    """One finished run of a stage of a room (``ingest``, ``track-N``, ``finish``) by one worker process: who ran
+    it, when, how much CPU it took and how it ended; see :mod:`storage.stage_runs`."""
+
+    __tablename__ = "stage_runs"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    episode_id: Mapped[str] = mapped_column(String(128), index=True)
+    stage: Mapped[str] = mapped_column(String(64))
+    worker: Mapped[str] = mapped_column(String(256))
+    outcome: Mapped[str] = mapped_column(String(16))  # done, failed
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class EpisodeBasis(Base):
     """What the first run of an episode kept for editing it later (track analyses, mix plan, word times,
     chapters), as JSON; never published."""

@@ -68,7 +68,7 @@ def forget_voice(catalog: Catalog, show_id: str, speaker_id: str) -> bool:
     with catalog.session() as s:
         done = s.execute(delete(VoicePrint).where(VoicePrint.show_id == show_id,
                                                   VoicePrint.speaker_id == speaker_id))
-        return bool(done.rowcount)
+        return bool(getattr(done, "rowcount", 0))
 
 
 def _mean(row: VoicePrint, fresh: np.ndarray, speech_s: float) -> np.ndarray:

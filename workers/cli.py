@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from pipeline.devices import DEVICES
 from pipeline.errors import InvalidRoom, RoomcastError
 from workers.config import Settings, load_settings
 
@@ -97,6 +98,7 @@ def validate(ctx: click.Context, room_dir: Path) -> None:
 
 
 SOURCE_CHOICE = click.Choice(["livekit", "twilio", "agora", "aligned", "mixed"])
+DEVICE_CHOICE = click.Choice(DEVICES, case_sensitive=False)
 
 
 @main.command("import")
@@ -132,6 +134,8 @@ def import_command(source: str, path: Path, out_dir: Path | None, show: str | No
 @click.option("--store", "store", default=None, help="Store: a folder or s3://bucket/prefix.")
 @click.option("--model", default=None, help="Whisper model: a size name (tiny.en, base, small...) or a folder.")
 @click.option("--no-transcribe", is_flag=True, help="Publish replay, chapters and feed without running Whisper.")
+@click.option("--device", type=DEVICE_CHOICE, default=None,
+              help="Where Whisper runs: auto (a CUDA GPU when there is one, else the CPU; default), cpu or cuda.")
 @click.option("--min-chapter", "min_chapter_s", type=float, default=None, help="Shortest chapter, in seconds.")
 @click.option("--public-url", default=None, help="Base URL of published objects (default: $ROOMCAST_PUBLIC_URL).")
 @click.option("-j", "--processes", type=click.IntRange(min=1), default=None,
@@ -140,7 +144,7 @@ def import_command(source: str, path: Path, out_dir: Path | None, show: str | No
 @click.pass_context
 def process(ctx: click.Context, room_dir: Path, source: str | None, out_dir: Path | None, store: str | None,
             model: str | None, no_transcribe: bool, min_chapter_s: float | None, public_url: str | None,
-            processes: int | None, quiet: bool) -> None:
+            processes: int | None, quiet: bool, device: str | None) -> None:
     """Process ROOM_DIR in this process: validate, analyse, transcribe, mix, master, publish."""
     if source is not None:
         room_dir = _imported(ctx, source, room_dir)
@@ -155,8 +159,9 @@ def process(ctx: click.Context, room_dir: Path, source: str | None, out_dir: Pat
         raise click.UsageError("give --out or --store, not both")
     settings = _settings(ctx).replace(
         store=str(out_dir) if out_dir is not None else store, model=model, min_chapter_s=min_chapter_s,
-        public_url=public_url, transcribe=False if no_transcribe else None,
+        public_url=public_url, transcribe=False if no_transcribe else None, device=device,
     )
+    _check_device(settings)
     started = time.monotonic()
     early.join()
     try:
@@ -171,6 +176,17 @@ def process(ctx: click.Context, room_dir: Path, source: str | None, out_dir: Pat
     summary["elapsed_s"] = round(time.monotonic() - started, 1)
     summary["store"] = settings.store
     click.echo(json.dumps(summary, indent=2))
+
+
+def _check_device(settings: Settings) -> None:
+    """A GPU asked for where there is none is refused here, before any work (``auto`` never fails)."""
+    if settings.transcribe and settings.device != "auto":
+        from pipeline.devices import choose_device
+
+        try:
+            choose_device(settings.device)
+        except RoomcastError as exc:
+            raise click.UsageError(str(exc)) from exc
 
 
 def _imported(ctx: click.Context, source: str, path: Path) -> Path:
@@ -311,17 +327,20 @@ def scan(ctx: click.Context, inbox: str, requeue_after_s: float | None, source: 
 @click.option("-n", "--hostname", default=None, help="Worker name (default: celery@HOST).")
 @click.option("--transcribe/--no-transcribe", default=None, envvar="ROOMCAST_TRANSCRIBE",
               help="Run Whisper on tracks (default on; $ROOMCAST_TRANSCRIBE=0 turns it off).")
+@click.option("--device", type=DEVICE_CHOICE, default=None,
+              help="Where Whisper runs: auto (a CUDA GPU when there is one, else the CPU; default), cpu or cuda.")
 @click.option("--visibility-timeout", "visibility_timeout_s", type=float, default=None,
               envvar="ROOMCAST_VISIBILITY_TIMEOUT",
               help="Seconds before a task taken by a worker that died is delivered again (default 7 h; must "
                    "exceed the longest task).")
 @click.pass_context
 def worker(ctx: click.Context, concurrency: int, queues: str, hostname: str | None, transcribe: bool | None,
-           visibility_timeout_s: float | None) -> None:
+           visibility_timeout_s: float | None, device: str | None) -> None:
     """Run a Celery worker on $ROOMCAST_BROKER_URL for queued rooms."""
     from workers.distributed import run_worker
 
-    settings = _settings(ctx).replace(transcribe=transcribe)
+    settings = _settings(ctx).replace(transcribe=transcribe, device=device)
+    _check_device(settings)
     run_worker(settings, concurrency=concurrency, queues=tuple(q.strip() for q in queues.split(",") if q.strip()),
                hostname=hostname, visibility_timeout_s=visibility_timeout_s,
                loglevel="WARNING" if ctx.obj["quiet"] else "INFO")

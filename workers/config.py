@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ class Settings:
     work_dir: Path = DEFAULT_HOME / "work"
     shows_config: Path | None = None
     cpu_threads: int = 1
+    # Where Whisper runs: "auto" (a CUDA GPU with float16 when CTranslate2 sees one, else the CPU with int8),
+    # "cpu" or "cuda" (refused where there is no GPU).
+    device: str = "auto"
     transcribe: bool = True
     min_chapter_s: float = 30.0
     channels: int = 1
@@ -93,7 +96,8 @@ def flag(value: str) -> bool:
         return False
     raise ValueError(value)
 
-_ENV = {
+
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ROOMCAST_STORE": ("store", str),
     "ROOMCAST_PUBLIC_URL": ("public_url", str),
     "ROOMCAST_DATABASE_URL": ("database_url", str),
@@ -104,6 +108,7 @@ _ENV = {
     "ROOMCAST_WORK_DIR": ("work_dir", Path),
     "ROOMCAST_SHOWS": ("shows_config", Path),
     "ROOMCAST_CPU_THREADS": ("cpu_threads", int),
+    "ROOMCAST_DEVICE": ("device", str),
     "ROOMCAST_MIN_CHAPTER_S": ("min_chapter_s", float),
     "ROOMCAST_CHANNELS": ("channels", int),
     "ROOMCAST_VOICE_LIBRARY": ("voice_library", flag),
@@ -131,7 +136,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: Path | None
             try:
                 values[field] = kind(env[name])
             except ValueError as exc:
-                raise RoomcastError(f"{name}={env[name]!r} is not a valid {kind.__name__}") from exc
+                what = getattr(kind, "__name__", "value")
+                raise RoomcastError(f"{name}={env[name]!r} is not a valid {what}") from exc
     if "shows_config" not in values and Path("shows.toml").is_file():
         values["shows_config"] = Path("shows.toml")
     return Settings().replace(**values).replace(**overrides)

@@ -244,11 +244,12 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
             result["voice"] = track_voice(settings, ctx.store, room, track, analysis, speech,
                                           job.result_key(f"track-{track_index}-voices.npz"))
         if settings.transcribe:
-            from workers.transcription import transcribe
+            from workers.transcription import runs_on, transcribe
 
             notify(job.episode_id, f"transcribing {track.file}")
             audio = speech if speech is not None and speech.path.exists() else None
             result["transcript"] = transcribe(settings, room, track, analysis, job.language, audio=audio).to_dict()
+            result["transcribed_on"] = runs_on(settings)
     except MediaError as exc:
         if report:  # the track cannot be worked on, however often it is tried: its room has failed
             ctx.catalog.record_failure(job.episode_id, str(exc))
@@ -279,13 +280,21 @@ def load_track_results(settings: Settings, keys: list[str]) -> list[tuple[TrackA
 def load_track_voices(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None,
                                                                           dict[str, Any] | None]]:
     """Every track's analysis, transcript and what it kept of its voices (:mod:`workers.speakers`)."""
-    store = Context.of(settings).store
+    return _track_results([json.loads(Context.of(settings).store.get_bytes(key)) for key in keys])
+
+
+def _track_results(stored: list[dict[str, Any]]) -> list[tuple[TrackAnalysis, TrackTranscript | None,
+                                                                dict[str, Any] | None]]:
     results = []
-    for key in keys:
-        data = json.loads(store.get_bytes(key))
+    for data in stored:
         transcript = TrackTranscript.from_dict(data["transcript"]) if data["transcript"] else None
         results.append((TrackAnalysis.from_dict(data["analysis"]), transcript, data.get("voice")))
     return results
+
+
+def transcribed_on(stored: list[dict[str, Any]]) -> list[str]:
+    """Where the room's tracks were transcribed ("cpu/int8", "cuda/float16"; empty without transcription)."""
+    return sorted({str(data["transcribed_on"]) for data in stored if data.get("transcribed_on")})
 
 
 def load_finish_modules() -> None:
@@ -333,7 +342,8 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
         if missing:  # a track redelivered after its first run had counted: wait for it rather than fail the room
             raise StorageError(f"room {room.id!r}: track results {', '.join(missing)} are not stored yet; retrying",
                                transient=True)
-        heard = load_track_voices(settings, result_keys)
+        stored = [json.loads(ctx.store.get_bytes(key)) for key in result_keys]
+        heard = _track_results(stored)
         results = [(analysis, transcript) for analysis, transcript, _ in heard]
         turns = None
         if room.is_mixed:  # who spoke when, found by voice: the room gets its speakers, every word its speaker
@@ -372,6 +382,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
             "trim_start_s": rendered.trim_start_s, "chapters": len(rendered.chapters),
             "warnings": [w for analysis, _ in results for w in analysis.warnings] + show_warnings(settings, room.show),
             "words": len(rendered.transcript.words) if rendered.transcript else 0,
+            "transcribed_on": transcribed_on(stored),
             "encoding_passes": rendered.master.passes, "encoding_notes": list(rendered.master.notes),
             "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(room.show))}
 

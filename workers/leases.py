@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -25,8 +26,10 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from pipeline.errors import StorageError
 from pipeline.manifest import MANIFEST_NAME
+from storage.catalog import now
 from storage.leases import LeaseBook, LeaseRecord
 from storage.records import EpisodeRecord
+from storage.stage_runs import StageLog, StageRunRecord
 from workers.config import Settings
 from workers.inbox import INBOX_PREFIX, STORE_REF
 from workers.jobs import Context
@@ -94,18 +97,36 @@ def exclusive(settings: Settings, ref: StageRef, work: Callable[[], T], *, worke
         time.sleep(settings.lease_renew_s)
     heartbeat = Heartbeat(leases, lease, settings)
     heartbeat.start()
+    started, cpu, outcome = now(), _cpu_s(), "failed"
     try:
         pause(settings, ref.point, ref.episode_id)
-        return work()
+        result = work()
+        outcome = "done"
+        return result
     except SoftTimeLimitExceeded:
         fail_timed_out(settings, lease, settings.soft_time_limit_s or settings.stage_time_limit_s)
         raise
     finally:
         heartbeat.stop()
+        _record_run(settings, StageRunRecord(ref.episode_id, ref.stage, worker, outcome, started, now(),
+                                             round(_cpu_s() - cpu, 3)))
         try:
             leases.release(lease)
         except StorageError as exc:  # the lease then expires by itself; its room is looked at again
             log.warning("room %s: could not release the lease on %s: %s", ref.episode_id, ref.stage, exc)
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and of the children it waited for (ffmpeg)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _record_run(settings: Settings, run: StageRunRecord) -> None:
+    try:
+        StageLog(Context.of(settings).catalog).record(run)
+    except StorageError as exc:  # the record is for operators: the stage's own outcome stands
+        log.warning("room %s: could not record the run of %s: %s", run.episode_id, run.stage, exc)
 
 
 class Heartbeat(threading.Thread):

@@ -6,6 +6,7 @@ import logging
 
 from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy, decode_blocks
+from pipeline.devices import choose_device
 from pipeline.manifest import Room, Track
 from pipeline.models import resolve_model
 from pipeline.transcribe import SpeechModel, TranscribeSettings, detect_language, load_model, transcribe_track
@@ -25,8 +26,15 @@ def speech_model(settings: Settings) -> SpeechModel:
     return load_model(ref, _transcribe_settings(settings))
 
 
+def runs_on(settings: Settings) -> str:
+    """Where these settings' model runs here ("cpu/int8", "cuda/float16"), loading it if need be."""
+    return speech_model(settings).runs_on
+
+
 def _transcribe_settings(settings: Settings) -> TranscribeSettings:
-    return TranscribeSettings(cpu_threads=settings.cpu_threads)
+    device = choose_device(settings.device)
+    return TranscribeSettings(cpu_threads=settings.cpu_threads, device=device.name,
+                              compute_type=device.compute_type, batch_size=device.batch_size)
 
 
 def detect_room_language(settings: Settings, room: Room) -> str:

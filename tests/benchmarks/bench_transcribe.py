@@ -111,13 +111,16 @@ def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, fl
     return elapsed, cpu, peak[0] / 1024, out
 
 
-def run_ours(room: Path, work: Path, cores: int) -> Run:
+def run_ours(room: Path, work: Path, cores: int, *, model: str = "tiny.en", cache: Path | None = None) -> Run:
+    """``cache``: roomcast's cache folder (where the ``base`` model is assembled), kept between runs."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     env = dict(os.environ, ROOMCAST_DATABASE_URL=f"sqlite:///{work / 'catalog.sqlite'}",
                ROOMCAST_WORK_DIR=str(work / "work"), HF_HUB_OFFLINE="1")
+    if cache is not None:
+        env["ROOMCAST_CACHE_DIR"] = str(cache)
     args = [str(VENV_BIN / "roomcast"), "-q", "process", str(room), "--out", str(work / "store"),
-            "--model", "tiny.en", "-j", str(cores)]
+            "--model", model, "-j", str(cores)]
     wall, cpu, rss, out = timed(args, env)
     summary = json.loads(out)
     words_file = next((work / "store").glob("shows/*/episodes/*/words.json"))
