@@ -248,7 +248,9 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
 
             notify(job.episode_id, f"transcribing {track.file}")
             audio = speech if speech is not None and speech.path.exists() else None
-            result["transcript"] = transcribe(settings, room, track, analysis, job.language, audio=audio).to_dict()
+            cuts = (result["voice"] or {}).get("cuts", ())
+            result["transcript"] = transcribe(settings, room, track, analysis, job.language, audio=audio,
+                                              cuts=cuts).to_dict()
             result["transcribed_on"] = runs_on(settings)
     except MediaError as exc:
         if report:  # the track cannot be worked on, however often it is tried: its room has failed

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 
 from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy, decode_blocks
@@ -11,7 +13,7 @@ from pipeline.manifest import Room, Track
 from pipeline.models import resolve_model
 from pipeline.transcribe import SpeechModel, TranscribeSettings, detect_language, load_model, transcribe_track
 from pipeline.transcript import TrackTranscript
-from pipeline.vad import BLOCK_S, VadSettings, speech_regions_in
+from pipeline.vad import BLOCK_S, SpeechRegion, VadSettings, speech_regions_in
 from workers.config import Settings
 
 log = logging.getLogger(__name__)
@@ -50,10 +52,26 @@ def detect_room_language(settings: Settings, room: Room) -> str:
 
 
 def transcribe(settings: Settings, room: Room, track: Track, analysis: TrackAnalysis, language: str | None, *,
-               audio: PcmCopy | None = None) -> TrackTranscript:
-    """``audio``: the analysis's 16 kHz decode of the track, read instead of decoding the track again."""
+               audio: PcmCopy | None = None, cuts: Sequence[float] = ()) -> TrackTranscript:
+    """``audio``: the analysis's 16 kHz decode of the track, read instead of decoding the track again. A part of
+    a mixed recording is transcribed with its regions cut at the voice changes ``cuts`` (track seconds) and its
+    gain ridden to one level (:class:`pipeline.transcribe.TranscribeSettings`)."""
+    regions = split_regions(analysis.regions, cuts) if cuts else analysis.regions
+    options = replace(_transcribe_settings(settings), level=room.is_mixed)
     return transcribe_track(
-        track.path, analysis.regions, track_index=track.index, speaker=track.speaker, offset=track.start,
-        model=speech_model(settings), language=language or room.language, settings=_transcribe_settings(settings),
+        track.path, regions, track_index=track.index, speaker=track.speaker, offset=track.start,
+        model=speech_model(settings), language=language or room.language, settings=options,
         what=f"room {room.id!r}: {track.file}", audio=audio,
     )
+
+
+def split_regions(regions: Sequence[SpeechRegion], cuts: Sequence[float]) -> tuple[SpeechRegion, ...]:
+    """``regions`` cut at ``cuts`` (seconds on the same clock)."""
+    out: list[SpeechRegion] = []
+    for region in regions:
+        at = region.start
+        for cut in sorted(c for c in cuts if region.start < c < region.end):
+            out.append(SpeechRegion(at, cut))
+            at = cut
+        out.append(SpeechRegion(at, region.end))
+    return tuple(out)
