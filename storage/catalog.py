@@ -384,6 +384,13 @@ class Catalog:
             row.speakers = [Speaker(position=n, speaker_id=p.id, name=p.name, role=p.role, consent=p.consent)
                             for n, p in enumerate(speakers)]
 
+    def speakers(self, episode_id: str) -> list[SpeakerRecord]:
+        """An episode's speakers, in the manifest's order (a mixed recording's as its voices were found)."""
+        with self.session() as s:
+            row = s.get(Episode, episode_id)
+            return [] if row is None else [SpeakerRecord(p.speaker_id, p.name, p.role, p.consent)
+                                           for p in row.speakers]
+
     def set_stage(self, episode_id: str, stage: str, progress: float | None = None) -> None:
         """Move an episode and its running job to ``stage`` (``progress`` from 0 to 1 within the stage)."""
         values: dict[str, object] = {"stage": stage}

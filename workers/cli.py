@@ -620,5 +620,10 @@ def serve(ctx: click.Context, folder: Path | None, port: int) -> None:
         server.server_close()
 
 
+from workers.speakers_cli import episode_speakers, speakers  # noqa: E402  (commands of their own module)
+
+main.add_command(speakers)
+episode.add_command(episode_speakers)
+
 if __name__ == "__main__":
     main()

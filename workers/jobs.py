@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.analysis import TrackAnalysis, analyse_track
 from pipeline.audio import ANALYSIS_RATE, PcmCopy
-from pipeline.errors import InvalidRoom, MediaError, StorageError
+from pipeline.errors import InvalidRoom, MediaError, RoomcastError, StorageError
 from pipeline.manifest import Room, Track, content_hash, load_room
 from pipeline.mix import MixSettings
 from pipeline.transcript import TrackTranscript
@@ -364,11 +364,9 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
                                copies=copies, turns=turns)
         keep_basis(ctx.catalog, room, job, results, rendered)  # what later edits are computed from
         rendered, corrections = apply_recorded(settings, ctx, room, rendered, workspace, cover)
+        if settings.voice_library and not room.is_mixed:  # the show's voice library learns from the room
+            remember_voices(settings, ctx.catalog, room, [v for _, _, v in heard], [a for a, _ in results])
         episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered, before_feeds=corrections)
-        if settings.voice_library and not room.is_mixed:
-            from workers.speakers import remember
-
-            remember(settings, ctx.catalog, room, [v for _, _, v in heard], [a for a, _ in results])
     except Exception as exc:
         if isinstance(exc, StorageError) and exc.transient and not final_attempt:  # the task retries: not over
             ctx.catalog.set_stage(room.id, f"retrying: {exc}"[:128])
@@ -387,6 +385,18 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
             "transcribed_on": transcribed_on(stored),
             "encoding_passes": rendered.master.passes, "encoding_notes": list(rendered.master.notes),
             "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(room.show))}
+
+
+def remember_voices(settings: Settings, catalog: Catalog, room: Room, voices: list[dict[str, Any] | None],
+                    analyses: list[TrackAnalysis]) -> None:
+    """Add the room's voice prints to its show's library (a run of the room again replaces its own share); a
+    failure there is logged and the room goes on to publish: the show's next room adds its prints again."""
+    from workers.speakers import remember
+
+    try:
+        remember(settings, catalog, room, voices, analyses)
+    except (RoomcastError, OSError) as exc:
+        log.warning("room %s: the show's voice library was not updated: %s", room.id, exc)
 
 
 def discard_work(settings: Settings, job: Job) -> None:
