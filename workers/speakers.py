@@ -49,7 +49,7 @@ def track_voice(settings: Settings, store: ObjectStore, room: Room, track: Track
         path = audio.path if audio is not None and audio.path.exists() else _decode(track, Path(tmp), room.id)
         if room.is_mixed:
             windows = embed_file(path, analysis.regions, threads=settings.cpu_threads)
-            cuts = speaker_changes(path, windows, analysis.regions)
+            cuts = speaker_changes(path, windows, analysis.regions, known=show_prints(settings, room))
             windows = windows.shifted(track.start)
             store.put_bytes(windows_key, windows.to_bytes(), content_type="application/octet-stream")
             return {"windows": windows_key, "count": len(windows), "cuts": cuts}
@@ -61,11 +61,13 @@ def track_voice(settings: Settings, store: ObjectStore, room: Room, track: Track
                                                                                  PRINT_SPEECH_S), 2)}
 
 
-def speaker_changes(path: Path, windows: VoiceWindows, regions: Sequence[SpeechRegion]) -> list[float]:
+def speaker_changes(path: Path, windows: VoiceWindows, regions: Sequence[SpeechRegion], *,
+                    known: np.ndarray | None = None) -> list[float]:
     """Where the voice changes inside a speech region of one part of a mixed recording (track seconds), each
     moved to the quietest 20 ms within 0.4 s: the transcription cuts its regions there, as Whisper tends to pass
     over the first voice of a clip in which a second one takes over (tiny.en kept 1 of 18 words of such a turn)."""
-    found = diarize(windows, [(r.start, r.end) for r in regions], DiarizeSettings())
+    found = diarize(windows, [(r.start, r.end) for r in regions], DiarizeSettings(), known=known,
+                    match=MATCH_SIMILARITY)
     audio = np.memmap(path, dtype=np.float32, mode="r") if path.stat().st_size else np.zeros(0, np.float32)
     cuts = []
     for before, after in zip(found.turns, found.turns[1:], strict=False):
@@ -158,8 +160,8 @@ def attribute(settings: Settings, store: ObjectStore, catalog: Any, room: Room, 
     parts = [VoiceWindows.from_bytes(store.get_bytes(v["windows"])) for v in voices if v and v.get("windows")]
     windows = VoiceWindows.concat(parts)
     regions = [(a.start + r.start, a.start + r.end) for a in analyses for r in a.regions]
-    found = diarize(windows, regions, DiarizeSettings())
     library = known_voices(catalog, room.show) if settings.voice_library else []
+    found = diarize(windows, regions, DiarizeSettings(), known=_prints(library), match=MATCH_SIMILARITY)
     speakers, matched = name_voices(found, room, library)
     ids = [s.id for s in speakers]
     turns = tuple((ids[t.speaker], t.start, t.end) for t in found.turns)
@@ -173,6 +175,20 @@ def attribute(settings: Settings, store: ObjectStore, catalog: Any, room: Room, 
              f"; {len(declined)} declined, silenced" if declined else "")
     named = replace(room, speakers=tuple(speakers))
     return Attributed(named, muted, said, turns, matched)
+
+
+def _prints(library: Sequence[Any]) -> np.ndarray | None:
+    return np.stack([v.vector for v in library]) if library else None
+
+
+def show_prints(settings: Settings, room: Room) -> np.ndarray | None:
+    """The prints of the voices ``room``'s show knows (None without a library or when it knows none)."""
+    if not settings.voice_library:
+        return None
+    from storage.voices import known_voices
+    from workers.jobs import Context
+
+    return _prints(known_voices(Context.of(settings).catalog, room.show))
 
 
 def name_voices(found: Diarization, room: Room, library: Sequence[Any]) -> tuple[list[Speaker], dict[str, str]]:
