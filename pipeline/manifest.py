@@ -308,8 +308,9 @@ def _tracks(folder: Path, value: Any, speaker_ids: set[str], problems: _Problems
         ok = True
         if mixed:
             if speaker is not None:
-                problems.add(MANIFEST_NAME, f"{where}a mixed recording's tracks name no 'speaker' (its speakers are "
-                             "found by voice); give one file per speaker without \"recording\": \"mixed\" instead")
+                problems.add(MANIFEST_NAME, f"{where}{file!r} names speaker {speaker!r}, but a mixed "
+                             "recording's tracks name no 'speaker' (its speakers are found by voice); give one "
+                             "file per speaker without \"recording\": \"mixed\" instead")
                 ok = False
             speaker = MIXED_SPEAKER
         elif speaker is None:

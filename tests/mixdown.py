@@ -62,3 +62,75 @@ def truth_turns(room_dir: Path) -> list[tuple[float, float, str]]:
     """(start, end, speaker) of every turn the ground truth holds, on the room clock."""
     truth = json.loads((room_dir / "truth.json").read_text(encoding="utf-8"))
     return [(float(t["start"]), float(t["end"]), str(t["speaker"])) for t in truth["turns"]]
+
+
+def diarize_recording(path: Path, *, known: Any = None) -> Any:
+    """A mixed recording diarized as a mixed room's run does: the VAD's regions over one decode, voice windows,
+    clustering (``known``: library prints, rows of unit vectors). Returns a :class:`pipeline.diarize.Diarization`
+    on the recording's clock."""
+    import tempfile
+
+    from pipeline.audio import ANALYSIS_RATE, PcmCopy, decode_blocks
+    from pipeline.diarize import DiarizeSettings, diarize
+    from pipeline.vad import BLOCK_S, VadSettings, speech_regions_in
+    from pipeline.voices import embed_file
+    from workers.speakers import MATCH_SIMILARITY
+
+    with tempfile.TemporaryDirectory(prefix="roomcast-test-") as tmp:
+        copy = PcmCopy(Path(tmp) / "speech.f32", ANALYSIS_RATE)
+        regions = speech_regions_in(decode_blocks(path, what=path.name, block_s=BLOCK_S, copy=copy), VadSettings())
+        windows = embed_file(copy.path, regions)
+    return diarize(windows, [(r.start, r.end) for r in regions], DiarizeSettings(), known=known,
+                   match=MATCH_SIMILARITY)
+
+
+Turns = list[tuple[float, float, str]]
+
+
+def label_map(truth: Turns, found: Turns) -> dict[str, str]:
+    """Each found speaker's truth speaker: the one-to-one pairing with the most overlapping time (Hungarian)."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    refs = sorted({t[2] for t in truth})
+    hyps = sorted({t[2] for t in found})
+    overlap = np.zeros((len(hyps), len(refs)))
+    for a, b, h in found:
+        for c, d, r in truth:
+            overlap[hyps.index(h), refs.index(r)] += max(0.0, min(b, d) - max(a, c))
+    rows, cols = linear_sum_assignment(-overlap)
+    return {hyps[i]: refs[j] for i, j in zip(rows, cols, strict=True) if overlap[i, j] > 0}
+
+
+def error_rate(truth: Turns, found: Turns, *, collar: float = 0.25) -> float:
+    """pyannote.metrics' diarization error rate of ``found`` against ``truth`` (``collar`` seconds around every
+    reference boundary not scored), speakers paired by the metric itself."""
+    from pyannote.core import Annotation, Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    def annotation(turns: Turns) -> Annotation:
+        out = Annotation()
+        for n, (a, b, who) in enumerate(turns):
+            if b > a:
+                out[Segment(a, b), n] = who
+        return out
+
+    scored = Timeline([Segment(min(t[0] for t in truth + found), max(t[1] for t in truth + found))])
+    metric = DiarizationErrorRate(collar=collar, skip_overlap=False)
+    return float(metric(annotation(truth), annotation(found), uem=scored))
+
+
+def words_right(truth: Turns, words: list[tuple[float, float, str]], names: dict[str, str] | None = None) -> float:
+    """The share of ``words`` (start, end, speaker) said by their speaker in ``truth``: each word belongs to the
+    truth turn holding its middle (else the nearest). ``names`` maps a word's speaker to a truth speaker (by
+    default, :func:`label_map` of the words' own turns)."""
+    if not words:
+        return 0.0
+    if names is None:
+        names = label_map(truth, [(a, b, s) for a, b, s in words])
+    right = 0
+    for a, b, who in words:
+        mid = (a + b) / 2
+        turn = min(truth, key=lambda t: 0.0 if t[0] <= mid <= t[1] else min(abs(mid - t[0]), abs(mid - t[1])))
+        right += names.get(who, who) == turn[2]
+    return right / len(words)

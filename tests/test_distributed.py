@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from storage.migrations import HEAD_REVISION
 from storage.objects import open_store
+from tests.mixdown import mix_down
 from tests.roomgen import manifest, write_manifest
 from tests.s3servers import WeedServer
 from tests.servers import PostgresServer, RedisServer, WorkerProcess, wait_for
@@ -276,6 +277,26 @@ def test_worker_with_transcription(cluster: Cluster, short_room: Path, tmp_path:
     vtt = next(a for a in episode.assets if a.name == "transcript.vtt")
     body = cluster.store.get_bytes(vtt.key).decode()
     assert "<v Alice Martin>" in body and "Novák" not in body
+
+
+def test_mixed_recording_on_the_workers_names_known_voices(cluster: Cluster, short_room: Path,
+                                                           tmp_path: Path) -> None:
+    """A show's multitrack room, then the same conversation as one mixed recording in two parts: the workers
+    embed each part's voices, diarize at the finish, name the voices from the library in the PostgreSQL catalog
+    and silence the speaker who declined."""
+    first = room_variant(short_room, tmp_path, "dist-voices")
+    assert submit_room(cluster.settings, first).outcome == "queued"
+    assert cluster.wait_done(["dist-voices"], 180) == {"dist-voices": "published"}
+    mixed = mix_down(first, tmp_path, room_id="dist-mixed", parts=2)
+    assert submit_room(cluster.settings, mixed).outcome == "queued"
+    assert cluster.wait_done(["dist-mixed"], 180) == {"dist-mixed": "published"}
+    speakers = {s.id: s for s in cluster.catalog.speakers("dist-mixed")}
+    assert {k for k, s in speakers.items() if s.consent} == {"alice", "zoe"}
+    item = next(e for e in cluster.feed().entries if "dist-mixed" in e.link)
+    chapters = next(a for a in cluster.catalog.get_episode("dist-mixed").assets if a.name == "chapters.json")
+    titles = [c["title"] for c in json.loads(cluster.store.get_bytes(chapters.key))["chapters"]]
+    assert titles and all("Dave" not in t for t in titles)
+    assert "Novák" not in json.dumps(item, default=str)
 
 
 TINY_SCRIPT = """# room id=tiny-room show=founders-hour title="Tiny room" language=en
