@@ -26,6 +26,7 @@ LINES = [
     "Each track is quiet between phrases, so the noise of four microphones never adds up.",
     "Great answer. Thank you all for joining, and see you in the next room.",
 ]
+INTERJECTIONS = ["Right.", "Exactly.", "Yes, sure.", "Mm-hmm.", "Good point.", "Okay."]
 VOICES = ["en-us+f3", "en-gb+m3", "en-us+m1", "en+f4", "en-us+m3", "en-gb+f2", "en+m2", "en-us+f4"]
 # espeak-ng voices (voice, pitch 0-99) as far apart as a speaker encoder hears them, the most distinct first: its
 # variants of one language are close (en-us+f3 and en+f4 score 0.89 cosine similarity in Resemblyzer, where
@@ -58,9 +59,11 @@ def _speech(line: str, voice: str, cache: Path, pitch: int = 50) -> np.ndarray:
 
 def build_room(folder: Path, *, minutes: float, speakers: int = 4, spread_db: float = 20.0, seed: int = 11,
                turn_order: list[int] | None = None, loudest_db: float = -6.0,
-               voices: list[tuple[str, int]] | None = None) -> BenchRoom:
+               voices: list[tuple[str, int]] | None = None, interjections: float = 0.0) -> BenchRoom:
     """A room of ``minutes`` where ``speakers`` take turns; speech levels (RMS, dBFS) spread over ``spread_db``
-    below ``loudest_db``. ``voices``: (espeak-ng voice, pitch) per speaker (default: :data:`VOICES`)."""
+    below ``loudest_db``. ``voices``: (espeak-ng voice, pitch) per speaker (default: :data:`VOICES`).
+    ``interjections``: the chance that, after a turn, someone else says a word or two ("Right.") before the next
+    one begins."""
     cast = voices or [(v, 50) for v in VOICES]
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder.parent / "speech-cache"
@@ -82,6 +85,17 @@ def build_room(folder: Path, *, minutes: float, speakers: int = 4, spread_db: fl
         tracks[who][at:at + speech.size] += speech / rms * 10 ** (levels[who] / 20)
         turns.append({"speaker": f"s{who}", "start": at / RATE, "end": (at + speech.size) / RATE, "text": line})
         at += speech.size + int(rng.uniform(0.3, 1.0) * RATE)
+        if speakers > 1 and rng.uniform() < interjections:
+            other = (who + 1 + int(rng.integers(speakers - 1))) % speakers
+            word = INTERJECTIONS[n % len(INTERJECTIONS)]
+            voice, pitch = cast[other % len(cast)]
+            short = _speech(word, voice, cache, pitch)
+            if at + short.size < total - RATE:
+                rms = float(np.sqrt(np.mean(short[np.abs(short) > 0.01] ** 2)))
+                tracks[other][at:at + short.size] += short / rms * 10 ** (levels[other] / 20)
+                turns.append({"speaker": f"s{other}", "start": at / RATE, "end": (at + short.size) / RATE,
+                              "text": word})
+                at += short.size + int(rng.uniform(0.3, 0.8) * RATE)
         n += 1
     manifest_tracks = []
     for who, audio in enumerate(tracks):
