@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
+import jiwer
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -173,6 +175,25 @@ def test_mixed_recording_makes_a_mixed_manifest(scenario: Scenario, tmp_path: Pa
     assert data["tracks"] == [{"file": "tracks/mixed-1.m4a", "start": 0.0}]
     assert (tmp_path / "room" / "tracks" / "mixed-1.m4a").stat().st_size == mix.stat().st_size
     assert report.tracks[0].duration == pytest.approx(scenario.length, abs=0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_a_mixed_download_processes_directly(scenario: Scenario, tmp_path: Path) -> None:
+    """``roomcast process --source mixed`` on a platform's single file: imported, diarized, transcribed and
+    published. The scenario's three speakers share one espeak-ng voice, so one voice is found, numbered."""
+    mix = platforms.encode(sum(scenario.full_track(s) for s in NAMES), tmp_path / "space" / "x-space.m4a",
+                           "-c:a", "aac")
+    done = CliRunner().invoke(main, ["process", "--source", "mixed", str(mix), "-q"], env=_env(tmp_path))
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "published" and summary["words"] >= 30
+    assert summary["duration_s"] == pytest.approx(scenario.length, abs=4.0)
+    words = json.loads(next((tmp_path / "store").glob("shows/*/episodes/*/words.json")).read_text())
+    assert list(words["speakers"].values()) == ["Speaker 1"]
+    said = " ".join(re.sub(r"[^a-z' ]", " ", w["text"].lower()) for w in words["words"])
+    script = " ".join(re.sub(r"[^a-z' ]", " ", text.lower()) for _, text in platforms.TURNS)
+    assert jiwer.wer(" ".join(script.split()), " ".join(said.split())) <= 0.25
 
 
 def test_aligned_exports_name_speakers_from_their_files(tmp_path: Path) -> None:

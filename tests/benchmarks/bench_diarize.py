@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.bench_transcribe import VENV_BIN, _rss_kb, _tree
+from tests.benchmarks.bench_transcribe import VENV_BIN, _rss_kb, _tree, wer
 from tests.benchmarks.benchrooms import DISTINCT_VOICES, build_room
 from tests.mixdown import Turns, diarize_recording, error_rate, label_map, mix_down, truth_turns, words_right
 
@@ -58,12 +58,13 @@ def _settings(home: Path, **changes: Any) -> Any:
                     work_dir=home / "work", cache_dir=home / "cache", **changes)
 
 
-def _published_words(home: Path, room_id: str, trim_start: float) -> tuple[list[tuple[float, float, str]],
-                                                                            dict[str, str]]:
-    """The episode's words (start, end, speaker) on the room clock, and its speakers."""
+def _published_words(home: Path, room: Path, room_id: str, trim_start: float) -> tuple[list[tuple[float, float, str]],
+                                                                                        dict[str, str], float]:
+    """The episode's words (start, end, speaker) on the room clock, its speakers, and its word error rate."""
     data = json.loads(next((home / "store").glob(f"shows/*/episodes/{room_id}/words.json")).read_text())
     words = [(w["start"] + trim_start, w["end"] + trim_start, w["speaker"]) for w in data["words"]]
-    return words, data["speakers"]
+    truth = json.loads((room / "truth.json").read_text())
+    return words, data["speakers"], wer(truth, data["words"])
 
 
 def _word_turns(words: list[tuple[float, float, str]]) -> Turns:
@@ -105,10 +106,10 @@ def accuracy(base: Path, speakers: int, minutes: float) -> dict[str, float]:
                       loudest_db=-16.0, voices=DISTINCT_VOICES, turn_order=_order(speakers), interjections=0.3)
     truth = truth_turns(room.folder)
     multi = process_room(_settings(home), room.folder, processes=2)
-    multi_words, _ = _published_words(home, multi["episode"], multi["trim_start_s"])
+    multi_words, _, multi_wer = _published_words(home, room.folder, multi["episode"], multi["trim_start_s"])
     mixed_room = mix_down(room.folder, rooms)
     mixed = process_room(_settings(home), mixed_room, processes=2)
-    mixed_words, named = _published_words(home, mixed["episode"], mixed["trim_start_s"])
+    mixed_words, named, mixed_wer = _published_words(home, mixed_room, mixed["episode"], mixed["trim_start_s"])
 
     recording = mixed_room / "recording.mp3"
     started = time.perf_counter()
@@ -123,6 +124,7 @@ def accuracy(base: Path, speakers: int, minutes: float) -> dict[str, float]:
         "der": error_rate(truth, turns), "der_0": error_rate(truth, turns, collar=0.0),
         "der_words_mixed": error_rate(truth, _word_turns(mixed_words)),
         "der_words_multi": error_rate(truth, _word_turns(multi_words)),
+        "wer_mixed": mixed_wer, "wer_multi": multi_wer,
         "right_mixed": words_right(truth, mixed_words), "right_multi": words_right(truth, multi_words),
         "named": sum(pairs.get(who) == who for who in library_named) / speakers,
         "vad_per_min": vad_s / (room.duration / 60),
@@ -131,9 +133,9 @@ def accuracy(base: Path, speakers: int, minutes: float) -> dict[str, float]:
     }
 
 
-def long_run(base: Path, minutes: float) -> tuple[float, float, float, float]:
-    """(wall s, CPU s, largest process's peak RSS MB, all processes' peak RSS MB) of ``roomcast process`` on a
-    mixed recording of ``minutes`` (two speakers), without transcription."""
+def long_run(base: Path, minutes: float) -> tuple[float, float, float, float, int]:
+    """(wall s, CPU s, largest process's peak RSS MB, all processes' peak RSS MB, voices found) of ``roomcast
+    process`` on a mixed recording of ``minutes`` (two speakers), without transcription."""
     room = build_room(base / f"long-{minutes:g}", minutes=minutes, speakers=2, spread_db=10.0, loudest_db=-18.0,
                       voices=DISTINCT_VOICES, interjections=0.2)
     mixed = mix_down(room.folder, base)
@@ -164,8 +166,11 @@ def long_run(base: Path, minutes: float) -> tuple[float, float, float, float]:
     shutil.rmtree(mixed, ignore_errors=True)
     if proc.returncode != 0:
         sys.exit(f"roomcast failed on the {minutes:g}-minute mixed recording:\n{err[-3000:]}")
+    from storage.catalog import Catalog
+
+    voices = len(Catalog(env["ROOMCAST_DATABASE_URL"]).speakers(mixed.name))
     return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, largest[0] / 1024, \
-        together[0] / 1024
+        together[0] / 1024, voices
 
 
 def main() -> None:
@@ -181,12 +186,14 @@ def main() -> None:
         print(f"{os.cpu_count()} core(s); Resemblyzer voice windows, agglomerative clustering; Whisper tiny.en",
               flush=True)
         print(f"{'voices':>6} {'found':>5} {'min':>4} | {'DER':>5} {'DER 0':>5} | {'DER words mixed':>15} "
-              f"{'multitrack':>10} | {'words right mixed':>17} {'multitrack':>10} {'ratio':>5} | {'named':>5} | "
+              f"{'multitrack':>10} | {'WER mixed':>9} {'multitrack':>10} | {'words right mixed':>17} "
+              f"{'multitrack':>10} {'ratio':>5} | {'named':>5} | "
               f"{'s/min: VAD':>10} {'voices':>6} {'Whisper':>7} {'voices/Whisper':>14}", flush=True)
         for speakers in [int(n) for n in args.speakers.split(",")]:
             r = accuracy(base, speakers, args.minutes)
             print(f"{speakers:6d} {r['found']:5d} {r['minutes']:4.1f} | {r['der']:5.3f} {r['der_0']:5.3f} | "
-                  f"{r['der_words_mixed']:15.3f} {r['der_words_multi']:10.3f} | {r['right_mixed']:17.1%} "
+                  f"{r['der_words_mixed']:15.3f} {r['der_words_multi']:10.3f} | {r['wer_mixed']:9.3f} "
+                  f"{r['wer_multi']:10.3f} | {r['right_mixed']:17.1%} "
                   f"{r['right_multi']:10.1%} {r['right_mixed'] / max(r['right_multi'], 1e-9):5.2f} | "
                   f"{r['named']:5.0%} | {r['vad_per_min']:10.2f} {r['voices_per_min']:6.2f} "
                   f"{r['whisper_per_min']:7.2f} {r['voices_per_min'] / max(r['whisper_per_min'], 1e-9):14.2f}",
@@ -194,13 +201,14 @@ def main() -> None:
             shutil.rmtree(base / f"show-{speakers}", ignore_errors=True)
         if args.long:
             print(f"\nmixed recording, no transcription\n{'minutes':>7} {'wall s':>8} {'CPU s':>8} "
-                  f"{'wall s/min':>10} {'CPU s/min':>9} {'x first':>7} {'largest MB':>10} {'all MB':>7}", flush=True)
+                  f"{'wall s/min':>10} {'CPU s/min':>9} {'x first':>7} {'largest MB':>10} {'all MB':>7} {'voices':>6}",
+                  flush=True)
             first = None
             for minutes in [float(m) for m in args.long.split(",")]:
-                wall, cpu, largest, together = long_run(base, minutes)
+                wall, cpu, largest, together, voices = long_run(base, minutes)
                 first = first or cpu / minutes
                 print(f"{minutes:7g} {wall:8.1f} {cpu:8.1f} {wall / minutes:10.2f} {cpu / minutes:9.2f} "
-                      f"{cpu / minutes / first:7.2f} {largest:10.0f} {together:7.0f}", flush=True)
+                      f"{cpu / minutes / first:7.2f} {largest:10.0f} {together:7.0f} {voices:6d}", flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
