@@ -126,7 +126,7 @@ class PodcastIndexExtension(BaseExtension):
         self.__elements.extend(elements)
         return list(self.__elements)
 
-    def podcast_simple(self, name: str, text: str | None = None, **attrs: str) -> list[Simple]:
+    def podcast_simple(self, name: str, text: str | None = None, /, **attrs: str) -> list[Simple]:
         """Add a text-and-attributes tag (``medium``, ``license``, ``location``, ``funding``)."""
         self.__simple.append(_checked_simple(name, text, attrs))
         return list(self.__simple)
@@ -187,7 +187,7 @@ class PodcastIndexEntryExtension(BaseEntryExtension):
                                  split=str(split))
         return entry
 
-    def podcast_simple(self, name: str, text: str | None = None, **attrs: str) -> list[Simple]:
+    def podcast_simple(self, name: str, text: str | None = None, /, **attrs: str) -> list[Simple]:
         """Add a text-and-attributes tag (``soundbite``...)."""
         self.__simple.append(_checked_simple(name, text, attrs))
         return list(self.__simple)
