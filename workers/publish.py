@@ -26,7 +26,7 @@ from feeds.page_publish import (
     remove_episode_page,
 )
 from feeds.podcast_ext import feed_guid
-from feeds.rss import build_feed, episode_prefix, feed_key
+from feeds.rss import EPISODE_ARTWORK_PREFIX, build_feed, episode_prefix, feed_key
 from feeds.shows import ShowConfig, check_artwork, default_artwork, show_config, show_record
 from pipeline.errors import FeedError
 from pipeline.manifest import Room
@@ -38,7 +38,7 @@ from workers.config import Settings
 from workers.feedping import Pinger, ping_later
 from workers.pauses import pause
 from workers.render import Rendered
-from workers.showcheck import room_feed_meta
+from workers.showcheck import episode_artwork, room_feed_meta
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,12 @@ FEED_CACHE = "public, max-age=300"
 def artwork_key(show_id: str, data: bytes, suffix: str = ".jpg") -> str:
     """The artwork's key, named after its content: apps cache covers by URL, so a new cover gets a new one."""
     return f"shows/{show_id}/artwork-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+
+
+def episode_artwork_name(path: Path) -> str:
+    """The episode artwork's name beside the replay, after its content (a new picture gets a new URL)."""
+    suffix = path.suffix.lower().replace(".jpeg", ".jpg")
+    return f"{EPISODE_ARTWORK_PREFIX}{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}{suffix}"
 
 
 def ensure_show(settings: Settings, store: ObjectStore, catalog: Catalog, show_id: str,
@@ -79,12 +85,16 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
     token = catalog.ensure_private_token(show.id) if room.visibility == "private" else None
     prefix = episode_prefix(show.id, room.id, token)
     assets = []
-    for name, path in sorted(rendered.files.items()):
+    meta = with_soundbites(room_feed_meta(room), rendered)
+    files = dict(rendered.files)
+    if (art := episode_artwork(room, meta)) is not None:
+        files[episode_artwork_name(art)] = art
+    for name, path in sorted(files.items()):
         info = store.put_file(prefix + name, path)
         assets.append(AssetRecord(name=name, key=info.key, size=info.size, content_type=info.content_type,
                                   md5=info.md5))
     catalog.record_assets(room.id, assets)
-    catalog.set_feed_meta(room.id, with_soundbites(room_feed_meta(room), rendered).to_json())
+    catalog.set_feed_meta(room.id, meta.to_json())
     if before_feeds is not None:
         before_feeds()
     catalog.mark_listed(room.id, rendered.duration_s)
