@@ -13,6 +13,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -178,3 +179,17 @@ def test_a_server_that_drops_redirects_gets_the_creator_a_note(s3_server: WeedSe
     note = move(settings, store, NEW_FEED)
     assert note is not None and OLD_FEED in note and NEW_FEED in note and "301" in note
     assert podcastparser.parse(OLD_FEED, io.BytesIO(store.get_bytes(feed_key(SHOW))))["new_url"] == NEW_FEED
+
+
+def test_no_redirect_loop_once_the_public_url_is_the_new_home(tmp_path: Path) -> None:
+    """The store itself moved (a new ROOMCAST_PUBLIC_URL at the new address): the feed stops redirecting."""
+    settings = settings_for(tmp_path, str(tmp_path / "store"))
+    old = LocalStore(tmp_path / "store", public_url=OLD_BASE)
+    first_feed(settings, old)
+    new_home = f"https://new.example.net/shows/{SHOW}/feed.xml"
+    assert move(settings, old, new_home) is None
+    assert old.redirect(feed_key(SHOW)) == new_home
+    moved = LocalStore(tmp_path / "store", public_url="https://new.example.net")
+    first_feed(replace(settings, public_url="https://new.example.net"), moved)
+    assert moved.redirect(feed_key(SHOW)) is None
+    assert podcastparser.parse(new_home, io.BytesIO(moved.get_bytes(feed_key(SHOW)))).get("new_url") is None
