@@ -1,6 +1,7 @@
 """An episode's own cover, a file in the room folder: checked like show artwork, published beside the replay
 under a name holding a hash of its content (a new picture gets a new URL, as apps cache covers by URL), listed
-as the item's ``itunes:image`` (read by feedparser and gPodder's podcastparser) and removed with the episode."""
+as the item's ``itunes:image`` (read by feedparser and gPodder's podcastparser), embedded as the replay's front
+cover (read by mutagen) and removed with the episode."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import feedparser
 import podcastparser
 import pytest
+from mutagen.id3 import ID3
 from PIL import Image
 
 from pipeline.errors import FeedError
@@ -61,6 +63,9 @@ def test_episode_artwork_file_is_published_by_content(short_room: Path, tmp_path
     assert store.get_bytes(key) == (room / "art" / "episode.jpg").read_bytes()
     show_cover = feedparser.parse(store.get_bytes(f"shows/{data['show']}/feed.xml")).feed.image.href
     assert show_cover != first  # the show keeps its own cover
+    replay = ID3(tmp_path / "store" / "shows" / data["show"] / "episodes" / data["id"] / "replay.mp3")
+    cover = replay.getall("APIC")
+    assert [(c.type, c.data) for c in cover] == [(3, (room / "art" / "episode.jpg").read_bytes())]
 
     with_artwork(short_room, room, (40, 40, 200))  # a new picture: a new URL
     process_room(settings, room, processes=1)

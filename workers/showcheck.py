@@ -26,6 +26,11 @@ def room_feed_meta(room: Room) -> EpisodeMeta:
     return meta
 
 
+def episode_cover(room: Room) -> Path | None:
+    """The picture the replay files carry: the episode's own artwork when its manifest names a file."""
+    return episode_artwork(room, room_feed_meta(room))
+
+
 def episode_artwork(room: Room, meta: EpisodeMeta) -> Path | None:
     """The episode's own artwork file in the room folder, checked as show artwork is (None: it names none)."""
     if not meta.image_file:
