@@ -45,7 +45,6 @@ TRANSCRIPT_ASSETS = {
     "transcript.txt": ("text/plain", None),
 }
 CHAPTERS_ASSET = "chapters.json"
-EPISODE_ARTWORK_PREFIX = "artwork-"  # an episode's own cover beside its replay: artwork-{hash}.jpg
 # Manifest roles mapped onto the Podcasting 2.0 person taxonomy (group "cast").
 PERSON_ROLES = {"host": "host", "co-host": "co-host", "cohost": "co-host", "moderator": "co-host"}
 
@@ -258,8 +257,7 @@ def _add_item(fg: FeedGenerator, show: ShowRecord, episode: EpisodeRecord, url_f
         entry.apple.explicit = show.explicit
         meta = EpisodeMeta.from_json(episode.feed_meta)
         item_extras(entry, meta)
-        artwork = next((a for a in episode.assets if a.name.startswith(EPISODE_ARTWORK_PREFIX)), None)
-        if meta.image is None and artwork is not None:
+        if meta.image is None and (artwork := episode.artwork()) is not None:
             entry.apple.image = url_for(artwork.key)
         _add_podcast_tags(entry.podcastindex, show, episode, url_for, media_url, meta)
     except ValueError as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
+import lxml.html
 import podcastparser
 import pytest
 from mutagen.id3 import ID3
@@ -63,6 +64,9 @@ def test_episode_artwork_file_is_published_by_content(short_room: Path, tmp_path
     assert store.get_bytes(key) == (room / "art" / "episode.jpg").read_bytes()
     show_cover = feedparser.parse(store.get_bytes(f"shows/{data['show']}/feed.xml")).feed.image.href
     assert show_cover != first  # the show keeps its own cover
+    page = lxml.html.fromstring(store.get_bytes(f"shows/{data['show']}/episodes/{data['id']}/index.html"))
+    assert page.xpath("//meta[@property='og:image']/@content") == [first]  # the page shows the episode's cover
+    assert page.xpath("//header//img/@src") == [first.rsplit("/", 1)[1]]
     replay = ID3(tmp_path / "store" / "shows" / data["show"] / "episodes" / data["id"] / "replay.mp3")
     cover = replay.getall("APIC")
     assert [(c.type, c.data) for c in cover] == [(3, (room / "art" / "episode.jpg").read_bytes())]

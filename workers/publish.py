@@ -26,14 +26,14 @@ from feeds.page_publish import (
     remove_episode_page,
 )
 from feeds.podcast_ext import feed_guid
-from feeds.rss import EPISODE_ARTWORK_PREFIX, build_feed, episode_prefix, feed_key
+from feeds.rss import build_feed, episode_prefix, feed_key
 from feeds.shows import ShowConfig, check_artwork, default_artwork, show_config, show_record
 from pipeline.errors import FeedError
 from pipeline.manifest import Room
 from pipeline.soundbites import pick_soundbites
 from storage.catalog import Catalog
 from storage.objects import ObjectStore, content_type_for
-from storage.records import AssetRecord, EpisodeRecord, ShowRecord
+from storage.records import EPISODE_ARTWORK_PREFIX, AssetRecord, EpisodeRecord, ShowRecord
 from workers.config import Settings
 from workers.feedping import Pinger, ping_later
 from workers.pauses import pause
