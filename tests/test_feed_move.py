@@ -13,6 +13,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -77,24 +78,35 @@ def request(base: str, method: str, path: str) -> http.client.HTTPResponse:
     return reply
 
 
-@pytest.fixture()
-def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A folder store with the show's feed, served by ``roomcast serve`` on a free port; yields its base URL and
-    the environment for more ``roomcast`` commands on the same store and catalog."""
-    store = tmp_path / "store"
-    first_feed(settings_for(tmp_path, str(store)), LocalStore(store, public_url=OLD_BASE))
-    env = {**os.environ, "ROOMCAST_STORE": str(store), "ROOMCAST_PUBLIC_URL": OLD_BASE,
-           "ROOMCAST_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.sqlite'}",
-           "ROOMCAST_WORK_DIR": str(tmp_path / "work"), "ROOMCAST_CACHE_DIR": str(tmp_path / "cache")}
+def cli_env(tmp: Path, public_url: str) -> dict[str, str]:
+    env = {**os.environ, "ROOMCAST_STORE": str(tmp / "store"), "ROOMCAST_PUBLIC_URL": public_url,
+           "ROOMCAST_DATABASE_URL": f"sqlite:///{tmp / 'catalog.sqlite'}",
+           "ROOMCAST_WORK_DIR": str(tmp / "work"), "ROOMCAST_CACHE_DIR": str(tmp / "cache")}
     env.pop("ROOMCAST_SHOWS", None)
+    return env
+
+
+@contextmanager
+def serving(store: Path) -> Iterator[str]:
+    """``roomcast serve`` on ``store`` on a free port; yields its base URL."""
+    store.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen([sys.executable, "-m", "workers.cli", "serve", str(store), "--port", "0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
     try:
         assert server.stdout is not None
-        yield server.stdout.readline().split(" at ")[1].split(" ")[0], env
+        yield server.stdout.readline().split(" at ")[1].split(" ")[0]
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A folder store with the show's feed, served by ``roomcast serve``; yields its base URL and the environment
+    for more ``roomcast`` commands on the same store and catalog."""
+    first_feed(settings_for(tmp_path, str(tmp_path / "store")), LocalStore(tmp_path / "store", public_url=OLD_BASE))
+    with serving(tmp_path / "store") as base:
+        yield base, cli_env(tmp_path, OLD_BASE)
 
 
 def test_serve_answers_a_moved_feed_with_a_301(served: tuple[str, dict[str, str]], tmp_path: Path) -> None:
@@ -119,6 +131,21 @@ def test_serve_answers_a_moved_feed_with_a_301(served: tuple[str, dict[str, str]
     with urllib.request.urlopen(base.rstrip("/") + feed_path, timeout=10) as reply:
         back = reply.read()
     assert reply.status == 200 and podcastparser.parse(OLD_FEED, io.BytesIO(back)).get("new_url") is None
+
+
+def test_doctor_checks_the_old_feed_redirects(tmp_path: Path) -> None:
+    with serving(tmp_path / "store") as base:
+        public = base.rstrip("/")
+        store = LocalStore(tmp_path / "store", public_url=public)
+        first_feed(settings_for(tmp_path, str(tmp_path / "store")), store)
+        env = cli_env(tmp_path, public)
+        assert cli(env, "feed", "move", SHOW, NEW_FEED).returncode == 0
+        line = next(x for x in cli(env, "doctor").stdout.splitlines() if f"moved feed {SHOW}" in x)
+        assert line.startswith("ok ") and "HTTP 301" in line and NEW_FEED in line
+        store.put_bytes(feed_key(SHOW), store.get_bytes(feed_key(SHOW)))  # the redirect lost (a host without it)
+        broken = cli(env, "doctor")
+        line = next(x for x in broken.stdout.splitlines() if f"moved feed {SHOW}" in x)
+        assert broken.returncode == 1 and line.startswith("FAIL") and "HTTP 200" in line and "301" in line
 
 
 def test_folder_store_keeps_clears_and_checks_redirects(tmp_path: Path) -> None:

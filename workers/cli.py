@@ -581,12 +581,13 @@ def live_announce(ctx: click.Context, show: str, room_id: str, title: str, start
 @main.command()
 @click.pass_context
 def doctor(ctx: click.Context) -> None:
-    """Check the store from outside over HTTP: public read, range requests, content types, CORS."""
-    from workers.doctor import check_store
+    """Check the store from outside over HTTP: public read, range requests, content types, CORS, and that the
+    old address of every moved feed redirects to its new one."""
+    from workers.doctor import check_moved_feeds, check_store
 
     context = _context(ctx)
     try:
-        checks = check_store(context.store)
+        checks = check_store(context.store) + check_moved_feeds(context.store, context.catalog.moved_shows())
     except RoomcastError as exc:
         raise click.ClickException(str(exc)) from exc
     for check in checks:
