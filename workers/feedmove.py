@@ -44,8 +44,6 @@ def move_feed(settings: Settings, store: ObjectStore, catalog: Catalog, show_id:
     return rebuild_feeds(settings, store, catalog, show_id)
 
 
-
-
 def redirect_note(store: ObjectStore, catalog: Catalog, show_id: str) -> str | None:
     """What to tell the creator when the show's feed moved but its store kept no redirect for the old URL (a
     server that drops ``WebsiteRedirectLocation``); None when it did, or when the feed is home."""
