@@ -79,7 +79,9 @@ class Simple:
     attrs: tuple[tuple[str, str], ...] = ()
 
 
-SIMPLE_TAGS = ("medium", "license", "location", "funding", "soundbite", "season", "episode")
+SIMPLE_TAGS = ("medium", "license", "location", "funding", "soundbite", "season", "episode", "image")
+# podcast:image of square cover art (show or episode), as apps read it: the show's or episode's artwork, 1:1.
+COVER_IMAGE = {"purpose": "artwork", "aspect-ratio": "1/1"}
 
 
 def _simple(parent: Any, tag: Simple) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 TAG = re.compile(r"^`<podcast:(\w+)>`")
 PARENT = re.compile(r"<((?:podcast:)?\w+)>")
-ATTRIBUTE = re.compile(r"^[-*] (?:`(\w+)`|\*\*(\w+):\*\*)(.*)$")
+ATTRIBUTE = re.compile(r"^[-*] (?:`([\w-]+)`|\*\*([\w-]+):\*\*)(.*)$")
 
 
 def section(lines: list[str], title: str) -> list[str]:

@@ -14,6 +14,7 @@ import feedparser
 import lxml.html
 import podcastparser
 import pytest
+from lxml import etree
 from mutagen.id3 import ID3
 from PIL import Image
 
@@ -28,6 +29,7 @@ from workers.runner import process_room
 from workers.showcheck import room_feed_meta
 
 PUBLIC = "https://cdn.example.com/media"
+NS = {"podcast": "https://podcastindex.org/namespace/1.0"}
 
 
 def with_artwork(room: Path, target: Path, colour: tuple[int, int, int], size: tuple[int, int] = (1400, 1400),
@@ -45,6 +47,8 @@ def with_artwork(room: Path, target: Path, colour: tuple[int, int, int], size: t
 def item_image(store: LocalStore, show: str) -> str:
     feed = store.get_bytes(f"shows/{show}/feed.xml")
     href = str(feedparser.parse(feed).entries[0].image.href)
+    podcast_image = etree.fromstring(feed).xpath("/rss/channel/item/podcast:image/@href", namespaces=NS)
+    assert podcast_image == [href]
     assert podcastparser.parse(PUBLIC, io.BytesIO(feed))["episodes"][0]["episode_art_url"] == href
     return href
 

@@ -28,7 +28,7 @@ from tests.test_feed_extras import FEED, SPEAKERS, TOML
 DATA = Path(__file__).resolve().parent / "data" / "podcast-namespace"
 XS = "{http://www.w3.org/2001/XMLSchema}"
 # What a full-featured roomcast feed carries: the test fails if one of them goes missing, so it never passes empty.
-EMITTED = {"guid", "locked", "medium", "license", "location", "funding", "liveItem", "contentLink", "person",
+EMITTED = {"guid", "image", "locked", "medium", "license", "location", "funding", "liveItem", "contentLink", "person",
            "transcript", "chapters", "alternateEnclosure", "source", "season", "episode", "value", "valueRecipient",
            "soundbite"}
 
@@ -141,3 +141,10 @@ def test_season_is_named_for_the_schema(feed: etree._Element) -> None:
     assert EpisodeMeta.from_json(named.to_json()).season_name == "Live from Berlin"
     with pytest.raises(FeedError, match="128"):
         episode_meta({"season": 3, "season_name": "x" * 129}, {}, where="room r")
+
+
+def test_cover_art_as_podcast_image(feed: etree._Element) -> None:
+    images = {local(e.getparent()): dict(e.attrib) for e in podcast_elements(feed) if local(e) == "image"}
+    cover = {"purpose": "artwork", "aspect-ratio": "1/1"}
+    assert images == {"channel": {"href": CDN + "art.jpg", **cover},
+                      "item": {"href": "https://img.example.com/ep14.png", **cover}}
