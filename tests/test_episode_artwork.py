@@ -24,6 +24,7 @@ from storage.catalog import Catalog
 from storage.objects import LocalStore
 from tests.roomgen import manifest, write_manifest
 from workers.config import Settings
+from workers.inbox import STORE_REF, materialize, upload_room
 from workers.publish import unpublish
 from workers.runner import process_room
 from workers.showcheck import room_feed_meta
@@ -101,3 +102,13 @@ def test_episode_artwork_is_checked_like_show_artwork(short_room: Path, tmp_path
         write_manifest(good, data)
         with pytest.raises(FeedError, match="room folder|not a file"):
             room_feed_meta(load_room(good, verify_decoding=False))
+
+
+def test_episode_artwork_travels_with_a_submitted_room(short_room: Path, tmp_path: Path) -> None:
+    """Distributed mode: the room a worker materializes from the store's inbox holds the picture, checked again."""
+    room = with_artwork(short_room, tmp_path / "room", (90, 20, 140))
+    store = LocalStore(tmp_path / "store")
+    ref = upload_room(store, load_room(room, verify_decoding=False))
+    folder = materialize(store, ref.removeprefix(STORE_REF), tmp_path / "cache")
+    assert (folder / "art" / "episode.jpg").read_bytes() == (room / "art" / "episode.jpg").read_bytes()
+    assert room_feed_meta(load_room(folder, verify_decoding=False)).image_file == "art/episode.jpg"
