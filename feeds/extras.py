@@ -62,8 +62,8 @@ def item_extras(entry: Any, meta: EpisodeMeta) -> None:
 
 
 def podcast_item_extras(ext: PodcastIndexEntryExtension, meta: EpisodeMeta) -> None:
-    if meta.season is not None:
-        ext.podcast_simple("season", str(meta.season))
+    if meta.season is not None:  # named always: the namespace's XSD requires the name its docs call optional
+        ext.podcast_simple("season", str(meta.season), name=meta.season_name or f"Season {meta.season}")
     if meta.episode is not None:
         ext.podcast_simple("episode", str(meta.episode))
     for bite in meta.soundbites:

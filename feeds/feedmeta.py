@@ -4,7 +4,9 @@ Per episode, from the room manifest's optional ``feed`` object (kept in the cata
 
     "feed": {
       "season": 2, "episode": 14, "episode_type": "full",          # full | trailer | bonus
-      "image": "https://example.com/ep14.jpg",                     # per-episode artwork (a URL)
+      "season_name": "Live from Berlin",                           # podcast:season name (default "Season 2")
+      "image": "https://example.com/ep14.jpg",                     # per-episode artwork: a URL, or a file
+                                                                   # in the room folder ("art/ep14.jpg")
       "show_notes": "Links: <a href=\"https://example.com\">our site</a>",  # links kept, the rest escaped
       "people": {"u1": {"img": "https://...", "href": "https://..."}},      # keyed by speaker id
       "value": {"u1": {"address": "03ae...", "split": 60}},                 # lightning keysend splits
@@ -32,6 +34,7 @@ EPISODE_TYPES = ("full", "trailer", "bonus")
 MEDIUMS = ("podcast", "music", "video", "film", "audiobook", "newsletter", "blog")
 SHOW_TYPES = ("episodic", "serial")
 SOUNDBITE_MIN_S, SOUNDBITE_MAX_S = 15.0, 120.0
+SEASON_NAME_MAX = 128
 
 
 def http_url(value: Any, where: str) -> str:
@@ -65,11 +68,15 @@ class EpisodeMeta:
     people: dict[str, dict[str, str]] = field(default_factory=dict)  # speaker name -> {"img", "href"}
     value: tuple[ValueRecipient, ...] = ()
     soundbites: tuple[Soundbite, ...] = ()
+    season_name: str = ""  # the podcast:season name; empty: "Season N"
+    image_file: str = ""  # per-episode artwork in the room folder (published beside the replay, named by hash)
 
     def to_json(self) -> str:
         return json.dumps({
-            "season": self.season, "episode": self.episode, "episode_type": self.episode_type, "image": self.image,
-            "show_notes_html": self.show_notes_html, "people": self.people,
+            "season": self.season, "season_name": self.season_name, "image_file": self.image_file,
+            "episode": self.episode,
+            "episode_type": self.episode_type, "image": self.image, "show_notes_html": self.show_notes_html,
+            "people": self.people,
             "value": [[v.name, v.address, v.split] for v in self.value],
             "soundbites": [[s.start, s.duration, s.title] for s in self.soundbites],
         }, ensure_ascii=False, sort_keys=True)
@@ -80,7 +87,8 @@ class EpisodeMeta:
             return cls()
         data = json.loads(text)
         return cls(season=data["season"], episode=data["episode"], episode_type=data["episode_type"],
-                   image=data["image"], show_notes_html=data["show_notes_html"], people=data["people"],
+                   season_name=data.get("season_name", ""), image_file=data.get("image_file", ""), image=data["image"],
+                   show_notes_html=data["show_notes_html"], people=data["people"],
                    value=tuple(ValueRecipient(*v) for v in data["value"]),
                    soundbites=tuple(Soundbite(*s) for s in data["soundbites"]))
 
@@ -92,18 +100,21 @@ def episode_meta(feed: Any, speaker_names: dict[str, str], *, where: str) -> Epi
         return EpisodeMeta()
     if not isinstance(feed, dict):
         raise FeedError(f"{where}: 'feed' must be an object")
-    known = {"season", "episode", "episode_type", "image", "show_notes", "people", "value", "soundbites"}
+    known = {"season", "season_name", "episode", "episode_type", "image", "show_notes", "people", "value", "soundbites"}
     unknown = sorted(set(feed) - known)
     if unknown:
         raise FeedError(f"{where}: feed has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     episode_type = feed.get("episode_type", "full")
+    image = feed.get("image")
     if episode_type not in EPISODE_TYPES:
         raise FeedError(f"{where}: feed.episode_type {episode_type!r} must be one of {', '.join(EPISODE_TYPES)}")
     return EpisodeMeta(
         season=_count(feed.get("season"), f"{where}: feed.season"),
+        season_name=_season_name(feed.get("season_name", ""), f"{where}: feed.season_name"),
         episode=_count(feed.get("episode"), f"{where}: feed.episode"),
         episode_type=episode_type,
-        image=http_url(feed["image"], f"{where}: feed.image") if feed.get("image") is not None else None,
+        image=http_url(image, f"{where}: feed.image") if _is_url(image) else None,
+        image_file=_room_file(image, f"{where}: feed.image") if image is not None and not _is_url(image) else "",
         show_notes_html=show_notes_html(_string(feed.get("show_notes", ""), f"{where}: feed.show_notes")),
         people=_people(feed.get("people", {}), speaker_names, where),
         value=_value(feed.get("value", {}), speaker_names, where),
@@ -117,6 +128,25 @@ def _count(value: Any, where: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise FeedError(f"{where} must be a whole number from 1, got {value!r}")
     return value
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value
+
+
+def _room_file(value: Any, where: str) -> str:
+    """A file path relative to the room folder that stays inside it (as track files do)."""
+    parts = value.replace("\\", "/").split("/") if isinstance(value, str) else []
+    if not parts or value.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise FeedError(f"{where}: {value!r} must be an http(s) URL or a file path inside the room folder")
+    return "/".join(parts)
+
+
+def _season_name(value: Any, where: str) -> str:
+    name = _string(value, where).strip()
+    if len(name) > SEASON_NAME_MAX:
+        raise FeedError(f"{where} is {len(name)} characters; the namespace allows {SEASON_NAME_MAX}")
+    return name
 
 
 def _string(value: Any, where: str) -> str:

@@ -191,7 +191,8 @@ def render_episode_page(data: EpisodePageInput) -> str:
     def link(key: str) -> str:
         return relative(here, key)
 
-    artwork_key = show.artwork_key
+    own = episode.artwork()
+    artwork_key = own.key if own is not None else show.artwork_key
     artwork = absolute(data.url_for, artwork_key) if artwork_key else None
     vtt = episode.asset("transcript.vtt")
     context = {

@@ -79,7 +79,9 @@ class Simple:
     attrs: tuple[tuple[str, str], ...] = ()
 
 
-SIMPLE_TAGS = ("medium", "license", "location", "funding", "soundbite", "season", "episode")
+SIMPLE_TAGS = ("medium", "license", "location", "funding", "soundbite", "season", "episode", "image")
+# podcast:image of square cover art (show or episode), as apps read it: the show's or episode's artwork, 1:1.
+COVER_IMAGE = {"purpose": "artwork", "aspect-ratio": "1/1"}
 
 
 def _simple(parent: Any, tag: Simple) -> None:
@@ -126,7 +128,7 @@ class PodcastIndexExtension(BaseExtension):
         self.__elements.extend(elements)
         return list(self.__elements)
 
-    def podcast_simple(self, name: str, text: str | None = None, **attrs: str) -> list[Simple]:
+    def podcast_simple(self, name: str, text: str | None = None, /, **attrs: str) -> list[Simple]:
         """Add a text-and-attributes tag (``medium``, ``license``, ``location``, ``funding``)."""
         self.__simple.append(_checked_simple(name, text, attrs))
         return list(self.__simple)
@@ -187,7 +189,7 @@ class PodcastIndexEntryExtension(BaseEntryExtension):
                                  split=str(split))
         return entry
 
-    def podcast_simple(self, name: str, text: str | None = None, **attrs: str) -> list[Simple]:
+    def podcast_simple(self, name: str, text: str | None = None, /, **attrs: str) -> list[Simple]:
         """Add a text-and-attributes tag (``soundbite``...)."""
         self.__simple.append(_checked_simple(name, text, attrs))
         return list(self.__simple)

@@ -23,7 +23,7 @@ from lxml import etree
 from feeds.extras import channel_extras, item_extras, podcast_item_extras, with_prefix
 from feeds.feedmeta import EpisodeMeta
 from feeds.live import live_elements
-from feeds.podcast_ext import PodcastIndexEntryExtension, PodcastIndexExtension, feed_guid
+from feeds.podcast_ext import COVER_IMAGE, PodcastIndexEntryExtension, PodcastIndexExtension, feed_guid
 from feeds.shows import ShowConfig
 from pipeline.errors import FeedError
 from storage.records import AssetRecord, EpisodeRecord, PersonRecord, ShowRecord
@@ -209,6 +209,7 @@ def _channel(show: ShowRecord, *, feed_url: str, artwork_url: str | None, genera
         if artwork_url:
             fg.image(url=artwork_url, title=title, link=link)
             fg.apple.image = artwork_url
+            fg.podcastindex.podcast_simple("image", None, href=artwork_url, **COVER_IMAGE)
         fg.apple.explicit = show.explicit
         fg.podcast.itunes_author(clean_text(show.author))
         fg.podcast.itunes_owner(name=clean_text(show.owner_name or show.author), email=show.owner_email)
@@ -257,6 +258,11 @@ def _add_item(fg: FeedGenerator, show: ShowRecord, episode: EpisodeRecord, url_f
         entry.apple.explicit = show.explicit
         meta = EpisodeMeta.from_json(episode.feed_meta)
         item_extras(entry, meta)
+        own = episode.artwork()
+        image = meta.image or (url_for(own.key) if own is not None else None)
+        if image:
+            entry.apple.image = image
+            entry.podcastindex.podcast_simple("image", None, href=image, **COVER_IMAGE)
         _add_podcast_tags(entry.podcastindex, show, episode, url_for, media_url, meta)
     except ValueError as exc:
         raise FeedError(f"episode {episode.id!r} of show {show.id!r} cannot be listed: {exc}") from exc

@@ -391,19 +391,30 @@ def _inside(folder: Path, file: str, problems: _Problems) -> Path | None:
 _DIGESTS: Remembered[tuple[object, ...], str] = Remembered(256)
 
 
+def _artwork_file(room: Room) -> list[str]:
+    """The episode artwork file the manifest's ``feed.image`` names (not a URL), when it is there: a new picture
+    makes new inputs."""
+    feed = room.extra.get("feed")
+    image = feed.get("image") if isinstance(feed, dict) else None
+    if not isinstance(image, str) or "://" in image or ".." in image.split("/") or image.startswith("/"):
+        return []
+    return [image] if (room.folder / image).is_file() else []
+
+
 def content_hash(room: Room) -> str:
-    """SHA-256 of the manifest and of every track (its file name, then its bytes, in track order): the identity
-    of a room's inputs. Remembered for the process while none of the files changes (the command line hashes a
-    room while the rest of roomcast loads)."""
+    """SHA-256 of the manifest and of every track (its file name, then its bytes, in track order), then of the
+    episode artwork file if the manifest names one: the identity of a room's inputs. Remembered for the process
+    while none of the files changes (the command line hashes a room while the rest of roomcast loads)."""
     tracks = sorted(room.tracks, key=lambda t: t.index)
-    keys = (file_key(room.folder / MANIFEST_NAME), *(file_key(t.path) for t in tracks))
+    files = [(t.file, t.path) for t in tracks] + [(name, room.folder / name) for name in _artwork_file(room)]
+    keys = (file_key(room.folder / MANIFEST_NAME), *(file_key(path) for _, path in files))
     key = keys if None not in keys else None
     if key is not None and (known := _DIGESTS.get(key)) is not None:
         return known
     digest = hashlib.sha256((room.folder / MANIFEST_NAME).read_bytes())
-    for track in tracks:
-        digest.update(track.file.encode())
-        with track.path.open("rb") as handle:
+    for name, path in files:
+        digest.update(name.encode())
+        with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)  # hashlib lets go of the GIL for chunks this size
     if key is not None:

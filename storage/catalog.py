@@ -326,6 +326,12 @@ class Catalog:
             s.flush()
             return _show(row)
 
+    def moved_shows(self) -> list[ShowRecord]:
+        """Shows whose feed moved elsewhere (``roomcast feed move``), by id."""
+        with self.session() as s:
+            rows = s.scalars(select(Show).where(Show.new_feed_url.is_not(None)).order_by(Show.id))
+            return [_show(row) for row in rows]
+
     def set_live_items(self, show_id: str, live_items: str) -> None:
         """Replace the show's rooms announced live (JSON, see :mod:`feeds.live`)."""
         with self.session() as s:

@@ -85,13 +85,22 @@ class ObjectInfo:
     md5: str
     content_type: str
     uploaded: bool = False  # False when put_* found the same content already stored
+    redirect: str | None = None  # where a web host sends requests for this object instead (a 301)
+
+
+def check_redirect(location: str | None) -> str | None:
+    """A redirect target as S3 takes it (``WebsiteRedirectLocation``): an absolute http(s) URL or a path."""
+    if location is not None and (not location.startswith(("/", "http://", "https://"))
+                                 or any(c.isspace() for c in location) or len(location) > 2048):
+        raise StorageError(f"invalid redirect {location!r}: give an absolute http(s) URL or a path starting with /")
+    return location
 
 
 class ObjectStore(Protocol):
     def put_file(self, key: str, path: Path, *, content_type: str | None = None,
                  cache_control: str | None = None) -> ObjectInfo: ...
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None,
-                  cache_control: str | None = None) -> ObjectInfo: ...
+                  cache_control: str | None = None, redirect: str | None = None) -> ObjectInfo: ...
     def stat(self, key: str) -> ObjectInfo | None: ...
     def exists(self, key: str) -> bool: ...
     def get_bytes(self, key: str) -> bytes: ...
@@ -109,7 +118,8 @@ class LocalStore:
     objects; a sidecar counts only while the object's size and modification time match it, otherwise the MD5 is
     recomputed, so a crash between the two writes or an object replaced by hand never yields a stale MD5.
     ``cache_control`` is accepted for the interface's sake: a folder has no headers (the web server serving it
-    sets them)."""
+    sets them). A ``redirect`` is kept in the sidecar: ``roomcast serve`` answers the object's URL with a 301 to
+    it (another web server serving the folder needs its own rule, see docs/deployment.md)."""
 
     META = ".roomcast-meta"
     TMP_PREFIX = ".roomcast-tmp-"
@@ -139,19 +149,21 @@ class LocalStore:
             md5, size = file_md5(path), path.stat().st_size
         except OSError as exc:
             raise StorageError(f"store {self.root}: cannot read {path} to store it as {key}: {exc}") from exc
-        return self._put(key, md5, size, content_type, lambda tmp: shutil.copyfile(path, tmp))
+        return self._put(key, md5, size, content_type, None, lambda tmp: shutil.copyfile(path, tmp))
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None,
-                  cache_control: str | None = None) -> ObjectInfo:
+                  cache_control: str | None = None, redirect: str | None = None) -> ObjectInfo:
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        return self._put(key, md5, len(data), content_type, lambda tmp: Path(tmp).write_bytes(data))
+        return self._put(key, md5, len(data), content_type, check_redirect(redirect),
+                         lambda tmp: Path(tmp).write_bytes(data))
 
-    def _put(self, key: str, md5: str, size: int, content_type: str | None,
+    def _put(self, key: str, md5: str, size: int, content_type: str | None, redirect: str | None,
              write: Callable[[str], object]) -> ObjectInfo:
         target = self._path(key)
         kind = content_type or content_type_for(key)
         current = self.stat(key)
-        if current is not None and (current.md5, current.size, current.content_type) == (md5, size, kind):
+        if current is not None and (current.md5, current.size, current.content_type, current.redirect) \
+                == (md5, size, kind, redirect):
             return current
         tmp = ""
         try:
@@ -162,15 +174,18 @@ class LocalStore:
             os.chmod(tmp, 0o666 & ~_UMASK)  # readable like any file we create (mkstemp makes it private)
             # The sidecar names the new file's mtime before the file is swapped in: if we stop in between, the
             # old file no longer matches the sidecar and its MD5 is recomputed.
-            self._write_meta(key, {"md5": md5, "size": size, "content_type": kind,
-                                   "mtime_ns": os.stat(tmp).st_mtime_ns})
+            meta: dict[str, object] = {"md5": md5, "size": size, "content_type": kind,
+                                       "mtime_ns": os.stat(tmp).st_mtime_ns}
+            if redirect is not None:
+                meta["redirect"] = redirect
+            self._write_meta(key, meta)
             os.replace(tmp, target)
         except OSError as exc:
             raise StorageError(f"store {self.root}: cannot write {key}: {exc}") from exc
         finally:
             if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
-        return ObjectInfo(key, size, md5, kind, uploaded=True)
+        return ObjectInfo(key, size, md5, kind, uploaded=True, redirect=redirect)
 
     def _write_meta(self, key: str, meta: dict[str, object]) -> None:
         path = self._meta(key)
@@ -178,6 +193,16 @@ class LocalStore:
         tmp = path.with_name(f"{self.TMP_PREFIX}{path.name}")
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, path)
+
+    def _sidecar(self, key: str, st: os.stat_result) -> dict[str, object] | None:
+        """The object's sidecar while it still describes the file on disk (same size and modification time)."""
+        try:
+            meta = json.loads(self._meta(key).read_text())
+            if isinstance(meta, dict) and meta["size"] == st.st_size and meta["mtime_ns"] == st.st_mtime_ns:
+                return meta
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no sidecar, an old one, or a damaged one
+        return None
 
     def stat(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
@@ -189,16 +214,26 @@ class LocalStore:
             raise StorageError(f"store {self.root}: cannot inspect {key}: {exc}") from exc
         if not path.is_file():
             return None
-        try:
-            meta = json.loads(self._meta(key).read_text())
-            if meta["size"] == st.st_size and meta["mtime_ns"] == st.st_mtime_ns:
-                return ObjectInfo(key, st.st_size, meta["md5"], meta["content_type"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # no sidecar, an old one, or a damaged one: recompute below
+        meta = self._sidecar(key, st)
+        if meta is not None and isinstance(meta.get("md5"), str) and isinstance(meta.get("content_type"), str):
+            redirect = meta.get("redirect")
+            return ObjectInfo(key, st.st_size, str(meta["md5"]), str(meta["content_type"]),
+                              redirect=redirect if isinstance(redirect, str) else None)
         try:
             return ObjectInfo(key, st.st_size, file_md5(path), content_type_for(key))
         except OSError as exc:
             raise StorageError(f"store {self.root}: cannot read {key}: {exc}") from exc
+
+    def redirect(self, key: str) -> str | None:
+        """Where the object at ``key`` redirects to, if it does; reads only the sidecar (cheap per request)."""
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        meta = self._sidecar(key, st) if path.is_file() else None
+        location = meta.get("redirect") if meta else None
+        return location if isinstance(location, str) else None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

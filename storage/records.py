@@ -11,6 +11,8 @@ from datetime import datetime
 EPISODE_STATUSES = ("pending", "processing", "published", "failed", "unpublished")
 
 
+EPISODE_ARTWORK_PREFIX = "artwork-"  # an episode's own cover beside its replay: artwork-{hash}.jpg
+
 @dataclass(frozen=True)
 class AssetRecord:
     """One published object of an episode. ``name`` is the file name in the storage layout (``replay.mp3``,
@@ -80,6 +82,10 @@ class EpisodeRecord:
 
     def asset(self, name: str) -> AssetRecord | None:
         return next((a for a in self.assets if a.name == name), None)
+
+    def artwork(self) -> AssetRecord | None:
+        """The episode's own cover, when it has one (``artwork-{hash}.jpg`` beside the replay)."""
+        return next((a for a in self.assets if a.name.startswith(EPISODE_ARTWORK_PREFIX)), None)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from botocore.exceptions import (
 )
 
 from pipeline.errors import StorageError
-from storage.objects import ObjectInfo, cache_control_for, check_key, content_type_for, file_md5
+from storage.objects import ObjectInfo, cache_control_for, check_key, check_redirect, content_type_for, file_md5
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +122,10 @@ class S3Store:
             raise self._error(exc, "inspect", key) from exc
         return head
 
-    def _unchanged(self, key: str, md5: str, size: int, kind: str) -> ObjectInfo | None:
+    def _unchanged(self, key: str, md5: str, size: int, kind: str, redirect: str | None = None) -> ObjectInfo | None:
         current = self.stat(key)
-        if current is not None and (current.md5, current.size, current.content_type) == (md5, size, kind):
+        if current is not None and (current.md5, current.size, current.content_type, current.redirect) \
+                == (md5, size, kind, redirect):
             log.debug("%s: %s unchanged, not uploaded again", self.describe(), key)
             return current
         return None
@@ -141,18 +142,21 @@ class S3Store:
         return self._verify(key, md5, size, kind)
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None,
-                  cache_control: str | None = None) -> ObjectInfo:
+                  cache_control: str | None = None, redirect: str | None = None) -> ObjectInfo:
+        """``redirect``: the object carries ``WebsiteRedirectLocation``, so the bucket's website endpoint (and a CDN
+        in front of it) answers its URL with a 301 there, while the REST endpoint still serves the body."""
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         kind = content_type or content_type_for(key)
-        if (current := self._unchanged(key, md5, len(data), kind)) is not None:
+        if (current := self._unchanged(key, md5, len(data), kind, check_redirect(redirect))) is not None:
             return current
+        extra = {"WebsiteRedirectLocation": redirect} if redirect else {}
         # Content-MD5 makes the server itself refuse a body damaged on the way.
         self._call("upload", key, self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data,
                    ContentType=kind, CacheControl=cache_control or cache_control_for(key), Metadata={"md5": md5},
-                   ContentMD5=base64.b64encode(bytes.fromhex(md5)).decode())
-        return self._verify(key, md5, len(data), kind)
+                   ContentMD5=base64.b64encode(bytes.fromhex(md5)).decode(), **extra)
+        return self._verify(key, md5, len(data), kind, redirect)
 
-    def _verify(self, key: str, md5: str, size: int, kind: str) -> ObjectInfo:
+    def _verify(self, key: str, md5: str, size: int, kind: str, redirect: str | None = None) -> ObjectInfo:
         head = self._head(key)
         found = None if head is None else (int(head["ContentLength"]), head.get("Metadata", {}).get("md5"))
         etag = None if head is None else _single_part_etag(head)
@@ -160,14 +164,21 @@ class S3Store:
             raise StorageError(f"store {self.describe()}: {key} did not arrive intact (expected {size} bytes with "
                                f"md5 {md5}; the server has size/md5 {found}, ETag {etag}); upload it again",
                                transient=True)
-        return ObjectInfo(key, size, md5, kind, uploaded=True)
+        stored = None if head is None else head.get("WebsiteRedirectLocation") or None
+        if redirect and stored != redirect:
+            # Some S3-compatible servers drop the header (SeaweedFS, for one): the body is what counts here.
+            log.warning("%s: %s stored without its redirect to %s: this server ignores WebsiteRedirectLocation; "
+                        "redirect the old URL at the web server or CDN in front of the bucket", self.describe(),
+                        key, redirect)
+        return ObjectInfo(key, size, md5, kind, uploaded=True, redirect=stored)
 
     def stat(self, key: str) -> ObjectInfo | None:
         head = self._head(key)
         if head is None:
             return None
         md5 = head.get("Metadata", {}).get("md5") or _single_part_etag(head) or ""
-        return ObjectInfo(key, int(head["ContentLength"]), md5, str(head.get("ContentType", "")))
+        return ObjectInfo(key, int(head["ContentLength"]), md5, str(head.get("ContentType", "")),
+                          redirect=head.get("WebsiteRedirectLocation") or None)
 
     def exists(self, key: str) -> bool:
         return self._head(key) is not None

@@ -109,3 +109,52 @@ class WeedServer:
                               aws_secret_access_key=SECRET_KEY, region_name="us-east-1")
         client.create_bucket(Bucket=name)
         self.wait_writable(name)
+
+
+class MotoServer:
+    """moto's standalone S3 server (PyPI ``moto[server]``, ``moto_server -H 127.0.0.1 -p P``): it keeps what
+    SeaweedFS drops, such as an object's ``WebsiteRedirectLocation``. State lives in the process only."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> object:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
+                            aws_secret_access_key=SECRET_KEY, region_name="us-east-1")
+
+    def start(self, timeout: float = 60.0) -> None:
+        found = Path(sys.executable).parent / "moto_server"
+        binary = str(found) if found.exists() else (shutil.which("moto_server") or "moto_server")
+        log = (self.folder / "moto.log").open("ab")
+        self.process = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(self.port)], stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto_server exited with {self.process.returncode}; see {self.folder}/moto.log")
+            try:
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1)
+                return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"moto_server did not answer on {self.endpoint} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+        self.process = None

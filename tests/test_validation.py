@@ -307,6 +307,13 @@ def test_content_hash_is_remembered_until_a_file_changes(room: Path) -> None:
     assert content_hash(loaded) == by_hand() != first
     edit(room, lambda data: data.update(title="Another title"))
     assert content_hash(load_room(room, verify_decoding=False)) == by_hand()
+    # an episode artwork file the manifest names is an input too: a new picture, a new hash
+    (room / "cover.jpg").write_bytes(b"first picture")
+    edit(room, lambda data: data.update(feed={"image": "cover.jpg"}))
+    named = content_hash(load_room(room, verify_decoding=False))
+    assert named != by_hand()
+    (room / "cover.jpg").write_bytes(b"another picture")
+    assert content_hash(load_room(room, verify_decoding=False)) not in (named, by_hand())
 
 
 def test_a_long_running_worker_remembers_a_bounded_number_of_rooms(room: Path, tmp_path: Path,

@@ -531,16 +531,20 @@ def feed_rebuild(ctx: click.Context, show: str) -> None:
 @click.argument("new_url")
 @click.pass_context
 def feed_move(ctx: click.Context, show: str, new_url: str) -> None:
-    """Tell SHOW's subscribers its feed now lives at NEW_URL (itunes:new-feed-url in the old feed)."""
-    from workers.feedmove import move_feed
+    """Tell SHOW's subscribers its feed now lives at NEW_URL (itunes:new-feed-url in the old feed, which
+    redirects there where the store can say so)."""
+    from workers.feedmove import move_feed, redirect_note
 
     context = _context(ctx)
     try:
         keys = move_feed(_settings(ctx), context.store, context.catalog, show, new_url)
+        note = redirect_note(context.store, context.catalog, show)
     except RoomcastError as exc:
         raise click.ClickException(str(exc)) from exc
     for key in keys:
         click.echo(context.store.url(key))
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 @main.group()
@@ -577,12 +581,13 @@ def live_announce(ctx: click.Context, show: str, room_id: str, title: str, start
 @main.command()
 @click.pass_context
 def doctor(ctx: click.Context) -> None:
-    """Check the store from outside over HTTP: public read, range requests, content types, CORS."""
-    from workers.doctor import check_store
+    """Check the store from outside over HTTP: public read, range requests, content types, CORS, and that the
+    old address of every moved feed redirects to its new one."""
+    from workers.doctor import check_moved_feeds, check_store
 
     context = _context(ctx)
     try:
-        checks = check_store(context.store)
+        checks = check_store(context.store) + check_moved_feeds(context.store, context.catalog.moved_shows())
     except RoomcastError as exc:
         raise click.ClickException(str(exc)) from exc
     for check in checks:

@@ -4,6 +4,7 @@ A small probe object is uploaded under ``doctor/``, then fetched over plain HTTP
 credentials: it must be readable by anyone, answer byte-range requests (206, as Apple requires of media hosts),
 carry the content type it was stored with, and allow cross-origin reads (CORS: web players fetch the replay,
 transcripts and chapters from another origin, and preflight their Range requests). The probe is removed after.
+A show whose feed moved (``roomcast feed move``) must answer its old feed URL with a permanent redirect there.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import urllib.request
 from dataclasses import dataclass
 from email.message import Message
 
+from feeds.rss import feed_key
 from storage.objects import ObjectStore
+from storage.records import ShowRecord
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,32 @@ def _fetch(url: str, *, method: str = "GET", headers: dict[str, str] | None = No
             return reply.status, reply.headers, reply.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers, exc.read()
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # the redirect itself is what is checked
+
+
+def check_moved_feeds(store: ObjectStore, moved: list[ShowRecord]) -> list[Check]:
+    """For each moved show: its old feed URL answers 301 (or 308) with the new URL as Location."""
+    checks = []
+    opener = urllib.request.build_opener(_NoRedirects)
+    for show in moved:
+        old = store.url(feed_key(show.id))
+        request = urllib.request.Request(old, headers={"User-Agent": "roomcast-doctor"})
+        try:
+            with opener.open(request, timeout=TIMEOUT_S) as reply:
+                status, location = reply.status, reply.headers.get("Location")
+        except urllib.error.HTTPError as exc:
+            status, location = exc.code, exc.headers.get("Location")
+        except (urllib.error.URLError, OSError) as exc:
+            checks.append(Check(f"moved feed {show.id}", False, f"{old} cannot be reached: {exc}"))
+            continue
+        ok = status in (301, 308) and location == show.new_feed_url
+        checks.append(Check(f"moved feed {show.id}", ok, f"GET {old}: HTTP {status}, Location {location!r}" + (
+            "" if ok else f"; make it answer 301 with Location {show.new_feed_url} (docs/deployment.md)")))
+    return checks
 
 
 def check_store(store: ObjectStore) -> list[Check]:

@@ -163,6 +163,10 @@ def corrections(catalog: Catalog, episode_id: str, state: EditState) -> Callable
 
 
 def _cover(ctx: Context, room: Room, workspace: Path) -> Path | None:
+    from workers.showcheck import episode_cover
+
+    if (own := episode_cover(room)) is not None:
+        return own
     show = ctx.catalog.get_show(room.show)
     if show is None or not show.artwork_key:
         return None

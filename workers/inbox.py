@@ -21,6 +21,7 @@ from pathlib import Path
 from pipeline.errors import StorageError
 from pipeline.manifest import MANIFEST_NAME, Room
 from storage.objects import ObjectInfo, ObjectStore, check_key
+from workers.showcheck import room_feed_meta
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,15 @@ def store_ref(prefix: str) -> str:
 
 
 def upload_room(store: ObjectStore, room: Room) -> str:
-    """Copy a validated room's tracks, then its manifest, to ``inbox/{room_id}/``; return its store reference.
-    Unchanged objects are not uploaded again. The manifest goes last: a room whose manifest is in the inbox is
-    whole."""
+    """Copy a validated room's tracks (and its episode artwork), then its manifest, to ``inbox/{room_id}/``;
+    return its store reference. Unchanged objects are not uploaded again. The manifest goes last: a room whose
+    manifest is in the inbox is whole."""
     prefix = inbox_prefix(room.id)
     for track in room.tracks:
         store.put_file(prefix + track.file, track.path)
+    artwork = room_feed_meta(room).image_file  # the episode's own cover travels with the room
+    if artwork:
+        store.put_file(prefix + artwork, room.folder / artwork)
     store.put_file(prefix + MANIFEST_NAME, room.folder / MANIFEST_NAME)
     return store_ref(prefix)
 

@@ -323,7 +323,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
     from workers.edit import apply_recorded, keep_basis
     from workers.publish import ensure_show, publish_episode
     from workers.render import render_room
-    from workers.showcheck import show_warnings
+    from workers.showcheck import episode_cover, show_warnings
 
     ctx = Context.of(settings)
     if published_from(ctx.catalog, job.episode_id, job.input_hash):
@@ -336,8 +336,8 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
     try:
         if show is None or show.id != room.show:
             show = ensure_show(settings, ctx.store, ctx.catalog, room.show)
-        cover = None
-        if show.artwork_key:
+        cover = episode_cover(room)  # the episode's own artwork, else the show's
+        if cover is None and show.artwork_key:
             cover = workspace / f"cover{Path(show.artwork_key).suffix}"
             ctx.store.download(show.artwork_key, cover)
         missing = [key for key in result_keys if not ctx.store.exists(key)]

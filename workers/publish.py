@@ -33,12 +33,12 @@ from pipeline.manifest import Room
 from pipeline.soundbites import pick_soundbites
 from storage.catalog import Catalog
 from storage.objects import ObjectStore, content_type_for
-from storage.records import AssetRecord, EpisodeRecord, ShowRecord
+from storage.records import EPISODE_ARTWORK_PREFIX, AssetRecord, EpisodeRecord, ShowRecord
 from workers.config import Settings
 from workers.feedping import Pinger, ping_later
 from workers.pauses import pause
 from workers.render import Rendered
-from workers.showcheck import room_feed_meta
+from workers.showcheck import episode_artwork, room_feed_meta
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,12 @@ FEED_CACHE = "public, max-age=300"
 def artwork_key(show_id: str, data: bytes, suffix: str = ".jpg") -> str:
     """The artwork's key, named after its content: apps cache covers by URL, so a new cover gets a new one."""
     return f"shows/{show_id}/artwork-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+
+
+def episode_artwork_name(path: Path) -> str:
+    """The episode artwork's name beside the replay, after its content (a new picture gets a new URL)."""
+    suffix = path.suffix.lower().replace(".jpeg", ".jpg")
+    return f"{EPISODE_ARTWORK_PREFIX}{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}{suffix}"
 
 
 def ensure_show(settings: Settings, store: ObjectStore, catalog: Catalog, show_id: str,
@@ -79,12 +85,16 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
     token = catalog.ensure_private_token(show.id) if room.visibility == "private" else None
     prefix = episode_prefix(show.id, room.id, token)
     assets = []
-    for name, path in sorted(rendered.files.items()):
+    meta = with_soundbites(room_feed_meta(room), rendered)
+    files = dict(rendered.files)
+    if (art := episode_artwork(room, meta)) is not None:
+        files[episode_artwork_name(art)] = art
+    for name, path in sorted(files.items()):
         info = store.put_file(prefix + name, path)
         assets.append(AssetRecord(name=name, key=info.key, size=info.size, content_type=info.content_type,
                                   md5=info.md5))
     catalog.record_assets(room.id, assets)
-    catalog.set_feed_meta(room.id, with_soundbites(room_feed_meta(room), rendered).to_json())
+    catalog.set_feed_meta(room.id, meta.to_json())
     if before_feeds is not None:
         before_feeds()
     catalog.mark_listed(room.id, rendered.duration_s)
@@ -167,12 +177,15 @@ def _rebuild_feeds(store: ObjectStore, catalog: Catalog, show_id: str, config: S
         show_page = publish_show_page(store, show, paged, token, static)
         key = feed_key(show.id, token)
         page_urls = {e.id: store.url(episode_page_key(e)) for e in paged}
+        identity = _identity(store, catalog, show, token)
         body = build_feed(show, episodes, feed_url=store.url(key), url_for=store.url,
                           artwork_url=store.url(show.artwork_key) if show.artwork_key else None,
                           generated_at=datetime.now(UTC), config=config, show_page_url=store.url(show_page),
                           page_url_for=lambda e, urls=page_urls: urls.get(e.id),  # type: ignore[misc]
-                          **_identity(store, catalog, show, token))
-        store.put_bytes(key, body, content_type="application/rss+xml; charset=utf-8", cache_control=FEED_CACHE)
+                          **identity)
+        # A moved feed keeps its body (for apps that read itunes:new-feed-url) and redirects where the host can.
+        store.put_bytes(key, body, content_type="application/rss+xml; charset=utf-8", cache_control=FEED_CACHE,
+                        redirect=identity["new_feed_url"])
         written.append(key)
         log.info("show %s: %s feed rebuilt with %d item(s) at %s", show.id, visibility, len(episodes), key)
     return written
@@ -181,11 +194,14 @@ def _rebuild_feeds(store: ObjectStore, catalog: Catalog, show_id: str, config: S
 def _identity(store: ObjectStore, catalog: Catalog, show: ShowRecord, token: str | None) -> dict[str, str | None]:
     """The feed's ``podcast:guid`` (the show's, from the catalog; a show catalogued before guids were kept gets the
     one of its public feed's URL now) and where it moved to. A private feed has its own guid, derived from the
-    show's, so it too survives a change of URL; a moved show's private feed stays where it is."""
-    guid = show.podcast_guid or catalog.pin_show_guid(show.id, feed_guid(store.url(feed_key(show.id))))
+    show's, so it too survives a change of URL; a moved show's private feed stays where it is. A move to the
+    feed's own URL (the public URL changed to the new home since) is no move: no tag, no redirect loop."""
+    here = store.url(feed_key(show.id))
+    guid = show.podcast_guid or catalog.pin_show_guid(show.id, feed_guid(here))
     if token is not None:
         return {"podcast_guid": str(uuid.uuid5(uuid.UUID(guid), "private")), "new_feed_url": None}
-    return {"podcast_guid": guid, "new_feed_url": show.new_feed_url}
+    moved = show.new_feed_url if show.new_feed_url and show.new_feed_url.rstrip("/") != here.rstrip("/") else None
+    return {"podcast_guid": guid, "new_feed_url": moved}
 
 
 def _episode_page(store: ObjectStore, show: ShowRecord, episode: EpisodeRecord, static: dict[str, str], *,

@@ -1,7 +1,8 @@
 """``roomcast serve``: a folder store over HTTP on this machine, to look at pages and feeds before publishing.
 
 The standard library's file server, plus what players need from a media host: byte ranges (seeking in a replay
-before it is downloaded), the content types of podcast files, and no listing of roomcast's own metadata folders.
+before it is downloaded), the content types of podcast files, no listing of roomcast's own metadata folders, and
+a 301 for an object the store marks as redirected (the old address of a feed that moved, ``roomcast feed move``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pipeline.errors import StorageError
+from storage.objects import LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,12 @@ class StoreRequestHandler(SimpleHTTPRequestHandler):
     def send_head(self) -> Any:
         if any(part.startswith(".") for part in self.path.split("?")[0].split("/") if part):
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return None
+        if (location := self._redirect()) is not None:
+            self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return None
         path = self.translate_path(self.path)
         match = _RANGE.match(self.headers.get("Range", "").strip())
@@ -59,6 +70,13 @@ class StoreRequestHandler(SimpleHTTPRequestHandler):
         self.end_headers()
         self._remaining = end - start + 1
         return handle
+
+    def _redirect(self) -> str | None:
+        key = unquote(urlsplit(self.path).path).lstrip("/")
+        try:
+            return LocalStore(Path(self.directory)).redirect(key) if key else None
+        except StorageError:
+            return None  # not a key a store could hold: served (or refused) as a plain path
 
     def end_headers(self) -> None:
         self.send_header("Accept-Ranges", "bytes")

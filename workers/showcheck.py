@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from feeds.feedmeta import EpisodeMeta, episode_meta
-from feeds.shows import placeholder_warning, show_config
+from feeds.shows import check_artwork, placeholder_warning, show_config
+from pipeline.errors import FeedError
 from pipeline.manifest import Room
 from workers.config import Settings
 
@@ -18,4 +21,22 @@ def show_warnings(settings: Settings, show_id: str) -> list[str]:
 def room_feed_meta(room: Room) -> EpisodeMeta:
     """The room manifest's ``feed`` object, checked (only consenting speakers' links and wallets are kept)."""
     names = {s.id: s.name for s in room.consenting_speakers}
-    return episode_meta(room.extra.get("feed"), names, where=f"room {room.id!r}: {room.folder / 'room.json'}")
+    meta = episode_meta(room.extra.get("feed"), names, where=f"room {room.id!r}: {room.folder / 'room.json'}")
+    episode_artwork(room, meta)
+    return meta
+
+
+def episode_cover(room: Room) -> Path | None:
+    """The picture the replay files carry: the episode's own artwork when its manifest names a file."""
+    return episode_artwork(room, room_feed_meta(room))
+
+
+def episode_artwork(room: Room, meta: EpisodeMeta) -> Path | None:
+    """The episode's own artwork file in the room folder, checked as show artwork is (None: it names none)."""
+    if not meta.image_file:
+        return None
+    path = room.folder / meta.image_file
+    if not path.is_file():
+        raise FeedError(f"room {room.id!r}: feed.image {meta.image_file!r} is not a file in {room.folder}")
+    check_artwork(path)
+    return path
