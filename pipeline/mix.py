@@ -39,7 +39,7 @@ from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy, stream_pcm
 from pipeline.ffmpeg import ProgressCallback, feed_ffmpeg
 from pipeline.loudness import SILENCE_LUFS, STEP_S, gated_loudness, parse_integrated
-from pipeline.manifest import Room
+from pipeline.room import Room
 
 log = logging.getLogger(__name__)
 

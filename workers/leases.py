@@ -25,7 +25,7 @@ from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from pipeline.errors import StorageError
-from pipeline.manifest import MANIFEST_NAME
+from pipeline.room import MANIFEST_NAME
 from storage.catalog import now
 from storage.leases import LeaseBook, LeaseRecord
 from storage.records import EpisodeRecord

@@ -29,7 +29,7 @@ from feeds.podcast_ext import feed_guid
 from feeds.rss import build_feed, episode_prefix, feed_key
 from feeds.shows import ShowConfig, check_artwork, default_artwork, show_config, show_record
 from pipeline.errors import FeedError
-from pipeline.manifest import Room
+from pipeline.room import Room
 from pipeline.soundbites import pick_soundbites
 from storage.catalog import Catalog
 from storage.objects import ObjectStore, content_type_for

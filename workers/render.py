@@ -14,10 +14,10 @@ from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy
 from pipeline.bleed import remove_bleed, room_audio
 from pipeline.chapters import Chapter, build_chapters, intervals_from_transcript
-from pipeline.manifest import Room
 from pipeline.master import MasterResult, MasterSettings, Tags
 from pipeline.mix import MixSettings, plan_mix
 from pipeline.replay import render_replay
+from pipeline.room import Room
 from pipeline.transcript import TrackTranscript, Transcript, merge
 from storage.catalog import Catalog
 from workers.config import Settings

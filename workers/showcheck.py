@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from feeds.feedmeta import EpisodeMeta, episode_meta
 from feeds.shows import placeholder_warning, show_config
-from pipeline.manifest import Room
+from pipeline.room import Room
 from workers.config import Settings
 
 
