@@ -27,15 +27,13 @@ from pipeline.room import (
     Track,
     content_hash,
 )
+from pipeline.text import LANGUAGE_TAG, XML_ILLEGAL
 
 # The room's types are defined in pipeline.room; their old home keeps them importable.
 __all__ = ["MANIFEST_NAME", "MIXED_SPEAKER", "RECORDINGS", "ROLES", "VISIBILITIES", "Room", "Speaker", "Track",
            "content_hash", "load_room", "validate_room"]
 
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-# Characters XML 1.0 cannot carry: a title holding one would make every feed of the show unreadable.
-XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 MAX_TITLE = 512
 MAX_DESCRIPTION = 4000
 # A speaker's consecutive tracks may overlap by this much (rejoin jitter) before it counts as a problem.
@@ -120,7 +118,7 @@ def _text(data: dict[str, Any], key: str, problems: _Problems, where: str, *, re
     if not isinstance(value, str) or not value.strip():
         problems.add(MANIFEST_NAME, f"{where}field {key!r} must be a non-empty string")
         return None
-    if XML_FORBIDDEN.search(value):
+    if XML_ILLEGAL.search(value):
         problems.add(MANIFEST_NAME, f"{where}field {key!r} contains control characters that no feed can carry")
         return None
     if len(value) > limit:
@@ -148,7 +146,7 @@ def _build_room(folder: Path, data: dict[str, Any], problems: _Problems, *, prob
     if visibility not in VISIBILITIES:
         problems.add(MANIFEST_NAME, f"unsupported visibility {visibility!r} (use one of {', '.join(VISIBILITIES)})")
     language = data.get("language")
-    if language is not None and (not isinstance(language, str) or not LANGUAGE.match(language)):
+    if language is not None and (not isinstance(language, str) or not LANGUAGE_TAG.match(language)):
         problems.add(MANIFEST_NAME, f"language {language!r} is not a language code such as 'en' or 'pt-BR'")
         language = None
     recorded_at = _recorded_at(data.get("recorded_at"), problems)

@@ -49,7 +49,15 @@ from storage.catalog_schema import (
 )
 from storage.catalog_schema import utc_or_none as _utc
 from storage.migrations import migrate
-from storage.records import AssetRecord, EpisodeRecord, JobRecord, ShowRecord, SpeakerRecord, TrackRecord
+from storage.records import (
+    DEFAULT_MAX_ITEMS,
+    AssetRecord,
+    EpisodeRecord,
+    JobRecord,
+    ShowRecord,
+    SpeakerRecord,
+    TrackRecord,
+)
 
 # The tables are re-exported here: storage modules beside the catalog reach them through it.
 __all__ = ["ACTIVE", "GUID_NAMESPACE", "TRANSIENT_DB_ERRORS", "VISIBILITIES", "Asset", "Base", "Catalog", "Episode",
@@ -290,7 +298,7 @@ class Catalog:
                      .where(Episode.show_id == show_id, Episode.visibility == visibility,
                             Episode.published_at.is_not(None), Episode.unpublished.is_(False))
                      .order_by(newest_first, Episode.published_at.desc(), Episode.id)
-                     .limit(show.max_items if show else 300))
+                     .limit(show.max_items if show else DEFAULT_MAX_ITEMS))
             return [episode_record(row) for row in s.scalars(query)]
 
     def claim_submission(self, *, episode_id: str, show_id: str, title: str, visibility: str,

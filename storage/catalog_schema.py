@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from storage.records import AssetRecord, EpisodeRecord, JobRecord, PersonRecord, ShowRecord
+from storage.records import (
+    DEFAULT_LOCKED,
+    DEFAULT_MAX_ITEMS,
+    AssetRecord,
+    EpisodeRecord,
+    JobRecord,
+    PersonRecord,
+    ShowRecord,
+)
 
 
 def now() -> datetime:
@@ -43,9 +51,9 @@ class Show(Base):
     explicit: Mapped[bool] = mapped_column(Boolean, default=False)
     link: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     artwork_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
-    max_items: Mapped[int] = mapped_column(Integer, default=300)
+    max_items: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_ITEMS)
     private_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    locked: Mapped[bool] = mapped_column(Boolean, default=True)
+    locked: Mapped[bool] = mapped_column(Boolean, default=DEFAULT_LOCKED)
     podcast_guid: Mapped[str | None] = mapped_column(String(36), nullable=True)
     new_feed_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     live_items: Mapped[str] = mapped_column(Text, default="", server_default="")

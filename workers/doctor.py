@@ -14,11 +14,11 @@ import urllib.request
 from dataclasses import dataclass
 from email.message import Message
 
+from storage.layout import PROBE_KEY
 from storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 
-PROBE_KEY = "doctor/probe.mp3"
 PROBE_TYPE = "audio/mpeg"
 PROBE_BYTES = bytes(range(256)) * 16
 PLAYER_ORIGIN = "https://player.example.org"

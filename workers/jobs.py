@@ -22,6 +22,8 @@ from pipeline.errors import InvalidRoom, MediaError, RoomcastError, StorageError
 from pipeline.manifest import Room, Track, content_hash, load_room
 from pipeline.mix import MixSettings
 from pipeline.transcript import TrackTranscript
+from storage import layout
+from storage.layout import track_voices_key, work_key, work_prefix
 from storage.objects import ObjectStore, open_store
 from storage.records import ShowRecord, SpeakerRecord, TrackRecord
 from workers.config import Settings
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORK_PREFIX = "work"
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Job:
                    tuple(int(i) for i in data["tracks"]))
 
     def result_key(self, name: str) -> str:
-        return f"{WORK_PREFIX}/{self.episode_id}/{self.input_hash[:16]}/{name}"
+        return work_key(self.episode_id, self.input_hash, name)
 
 
 class Context:
@@ -242,7 +243,7 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
 
             notify(job.episode_id, f"listening to the voices of {track.file}")
             result["voice"] = track_voice(settings, ctx.store, room, track, analysis, speech,
-                                          job.result_key(f"track-{track_index}-voices.npz"))
+                                          track_voices_key(job.episode_id, job.input_hash, track_index))
         if settings.transcribe:
             from workers.transcription import runs_on, transcribe
 
@@ -272,7 +273,7 @@ def report_tracks(settings: Settings, job: Job, done: int) -> None:
 
 
 def track_result_key(settings: Settings, job: Job, track_index: int) -> str:
-    return job.result_key(f"track-{track_index}{'' if settings.transcribe else '-audio'}.json")
+    return layout.track_result_key(job.episode_id, job.input_hash, track_index, transcribed=settings.transcribe)
 
 
 def load_track_results(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None]]:
@@ -376,7 +377,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
         discard_work(settings, job)
-    ctx.store.delete_prefix(f"{WORK_PREFIX}/{job.episode_id}/")
+    ctx.store.delete_prefix(work_prefix(job.episode_id))
     notify(room.id, "published", 1.0)
     return {"episode": episode.id, "status": episode.status, "duration_s": episode.duration_s,
             "trim_start_s": rendered.trim_start_s, "chapters": len(rendered.chapters),
