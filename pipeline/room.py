@@ -73,16 +73,19 @@ class Room:
 
     @property
     def consenting_speakers(self) -> tuple[Speaker, ...]:
-        return tuple(s for s in self.speakers if s.consent)
+        """Speakers who agreed to the replay (decided by :func:`pipeline.consent.room_consent`)."""
+        from pipeline.consent import room_consent
+
+        return room_consent(self).speakers
 
     @property
     def published_tracks(self) -> tuple[Track, ...]:
         """Tracks of speakers who agreed to the replay: the only audio and words that are ever published (a mixed
-        recording's parts are all used; who declined is silenced inside them once the voices are known)."""
-        if self.is_mixed:
-            return self.tracks
-        allowed = {s.id for s in self.consenting_speakers}
-        return tuple(t for t in self.tracks if t.speaker in allowed)
+        recording's parts are all used; who declined is silenced inside them once the voices are known).
+        Decided by :func:`pipeline.consent.room_consent`."""
+        from pipeline.consent import room_consent
+
+        return room_consent(self).tracks
 
     @property
     def duration(self) -> float:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.analysis import TrackAnalysis, analyse_track
 from pipeline.audio import ANALYSIS_RATE, PcmCopy
+from pipeline.consent import room_consent
 from pipeline.errors import InvalidRoom, MediaError, RoomcastError, StorageError
 from pipeline.manifest import Room, Track, content_hash, load_room
 from pipeline.mix import MixSettings
@@ -164,7 +165,7 @@ def new_job(settings: Settings, room: Room, digest: str, room_ref: str | Path) -
         from workers.transcription import detect_room_language
 
         language = detect_room_language(settings, room)
-    tracks = tuple(t.index for t in room.published_tracks)
+    tracks = tuple(t.index for t in room_consent(room).tracks)
     # A room in the store keeps its reference, so workers on other machines make their own copy of it.
     ref = str(room_ref) if is_store_ref(str(room_ref)) else str(room.folder)
     return Job(room.id, ref, digest, language, tracks)
@@ -172,14 +173,16 @@ def new_job(settings: Settings, room: Room, digest: str, room_ref: str | Path) -
 
 def set_speakers(catalog: Catalog, room: Room) -> None:
     """The speakers a mixed room's voices turned out to be, in place of those its manifest listed."""
-    catalog.set_speakers(room.id, [SpeakerRecord(s.id, s.name, s.role, s.consent) for s in room.speakers])
+    consent = room_consent(room)
+    catalog.set_speakers(room.id, [SpeakerRecord(s.id, s.name, s.role, consent.allows(s.id)) for s in room.speakers])
 
 
 def record_room(catalog: Catalog, room: Room, digest: str) -> None:
+    consent = room_consent(room)
     catalog.upsert_episode(
         episode_id=room.id, show_id=room.show, title=room.title, description=room.description,
         visibility=room.visibility, language=room.language, recorded_at=room.recorded_at, input_hash=digest,
-        speakers=[SpeakerRecord(s.id, s.name, s.role, s.consent) for s in room.speakers],
+        speakers=[SpeakerRecord(s.id, s.name, s.role, consent.allows(s.id)) for s in room.speakers],
         tracks=[TrackRecord(t.speaker, t.file, t.start, t.info.duration) for t in room.tracks],
     )
 

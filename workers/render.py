@@ -14,6 +14,7 @@ from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy
 from pipeline.bleed import remove_bleed, room_audio
 from pipeline.chapters import Chapter, build_chapters, intervals_from_transcript
+from pipeline.consent import room_consent, without_declined_voices
 from pipeline.master import MasterResult, MasterSettings, Tags
 from pipeline.mix import MixSettings, plan_mix
 from pipeline.replay import render_replay
@@ -47,7 +48,7 @@ def write_atomic(path: Path, text: str) -> Path:
 
 def speech_intervals(room: Room, analyses: Sequence[TrackAnalysis], shift: float) -> list[tuple[str, float, float]]:
     """Every consenting speaker's speech regions on the replay clock."""
-    allowed = {t.index for t in room.published_tracks}
+    allowed = room_consent(room).track_indices
     return sorted(
         (a.speaker, max(0.0, a.start + r.start + shift), max(0.0, a.start + r.end + shift))
         for a in analyses if a.track_index in allowed for r in a.regions
@@ -75,8 +76,8 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
     """``turns``: a mixed recording's speaker turns (room clock), found by voice; its transcripts already carry
     each word's speaker, with declined voices' words left out."""
     analyses = [a for a, _ in results]
-    names = {s.id: s.name for s in room.consenting_speakers}  # declined speakers never reach any output
-    allowed = set(names)
+    consent = room_consent(room)
+    names = consent.names  # declined speakers never reach any output
     what = f"room {room.id!r}"
 
     def progress(stage: str, total: float):
@@ -93,13 +94,14 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
         if room.is_mixed:
             consenting = [t for _, t in results if t is not None]
         else:
-            consenting = remove_bleed([t for _, t in results if t is not None and t.speaker in allowed],
-                                      room_audio(room))
+            heard = without_declined_voices([t for _, t in results if t is not None], consent, what=what)
+            consenting = remove_bleed(heard, room_audio(room))
         transcript = merge(consenting, names, language or room.language or "en").shifted(shift)
     if transcript is not None and transcript.segments:
         intervals = intervals_from_transcript(transcript)
     elif turns is not None:
-        intervals = sorted((who, max(0.0, a + shift), max(0.0, b + shift)) for who, a, b in turns if who in allowed)
+        intervals = sorted((who, max(0.0, a + shift), max(0.0, b + shift))
+                           for who, a, b in turns if consent.allows(who))
     else:
         intervals = speech_intervals(room, analyses, shift)
     chapters = tuple(build_chapters(intervals, duration, speaker_names=names,
@@ -107,7 +109,7 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
 
     catalog.set_stage(room.id, "mixing and encoding", 0.0)
     notify(room.id, "mixing and encoding", 0.0)
-    consenting_names = [s.name for s in room.consenting_speakers]
+    consenting_names = [s.name for s in consent.speakers]
     tags = Tags(
         title=room.title, artist=", ".join(consenting_names), album=show_title(settings, catalog, room.show),
         date=room.recorded_at.strftime("%Y-%m-%d") if room.recorded_at else "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from feeds.feedmeta import EpisodeMeta, episode_meta
 from feeds.shows import placeholder_warning, show_config
+from pipeline.consent import room_consent
 from pipeline.room import Room
 from workers.config import Settings
 
@@ -17,5 +18,5 @@ def show_warnings(settings: Settings, show_id: str) -> list[str]:
 
 def room_feed_meta(room: Room) -> EpisodeMeta:
     """The room manifest's ``feed`` object, checked (only consenting speakers' links and wallets are kept)."""
-    names = {s.id: s.name for s in room.consenting_speakers}
+    names = room_consent(room).names
     return episode_meta(room.extra.get("feed"), names, where=f"room {room.id!r}: {room.folder / 'room.json'}")
