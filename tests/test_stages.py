@@ -94,3 +94,45 @@ def test_the_process_pool_and_the_eager_canvas_publish_the_same_room(short_room:
     pool, pool_out = _run(short_room, tmp_path / "pool", processes=2, transcribe=True)
     assert one_out == pool_out and one_out["transcript"].strip()
     assert one["duration_s"] == pytest.approx(pool["duration_s"], abs=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_a_celery_worker_publishes_what_the_eager_canvas_does(short_room: Path, tmp_path: Path) -> None:
+    """A real ``roomcast worker`` on a Redis broker, sharing a folder store and a SQLite catalog with this process."""
+    from storage.catalog import Catalog
+    from tests.servers import RedisServer, WorkerProcess, wait_for
+    from workers.distributed import submit_room
+
+    one, one_out = _run(short_room, tmp_path / "j1", processes=1, transcribe=False)
+    folder = tmp_path / "celery"
+    folder.mkdir()
+    redis = RedisServer(folder)
+    redis.start()
+    settings = Settings(store=str(folder / "store"), database_url=f"sqlite:///{folder / 'catalog.sqlite'}",
+                        broker_url=redis.url, work_dir=folder / "submit-work", cache_dir=folder / "submit-cache",
+                        transcribe=False, min_chapter_s=10.0)
+    env = {"ROOMCAST_STORE": settings.store, "ROOMCAST_DATABASE_URL": settings.database_url,
+           "ROOMCAST_BROKER_URL": redis.url, "ROOMCAST_TRANSCRIBE": "0", "ROOMCAST_MIN_CHAPTER_S": "10"}
+    worker = WorkerProcess("w1", folder, env)
+    try:
+        worker.start()
+        submission = submit_room(settings, short_room)
+        assert submission.outcome == "queued", submission.detail
+        room_id = submission.room
+        catalog = Catalog(settings.database_url)
+        try:
+            def done() -> bool:
+                episode = catalog.get_episode(room_id)
+                return episode is not None and episode.status in ("published", "failed")
+
+            wait_for(done, 180, f"room {room_id} through the worker", 1.0)
+            episode = catalog.get_episode(room_id)
+            assert episode is not None and episode.status == "published", worker.text()[-3000:]
+        finally:
+            catalog.close()
+    finally:
+        worker.stop()
+        redis.stop()
+    assert _outputs(folder / "store", *_episode(folder / "store")) == one_out
+    assert episode.duration_s == pytest.approx(one["duration_s"], abs=0.05)
