@@ -9,8 +9,9 @@ A declined voice can still reach a consenting speaker's microphone (open microph
 transcribes those words on the consenting track, where no transcript of the declined track is there to match
 them as bleed. :func:`without_declined_voices` drops every word of a consenting track that is louder on a declined
 speaker's own microphone than on the track it was heard on: the loudest microphone says whose voice it was, as
-for bleed between consenting speakers (:mod:`pipeline.bleed`). The levels come from one streamed decode of each
-track concerned, kept as 20 ms frame energies.
+for bleed between consenting speakers (:mod:`pipeline.bleed`). :meth:`DeclinedVoices.muted` finds the same
+stretches in the audio, which the mix silences. The levels come from one streamed decode of each track concerned,
+kept as 20 ms frame energies.
 
 In a mixed recording (one file for the whole room) the declined voices are found by voice and silenced within it
 (:mod:`pipeline.diarize`); its tracks are all used.
@@ -28,6 +29,7 @@ import numpy as np
 from pipeline.audio import ANALYSIS_RATE, decode_blocks
 from pipeline.room import Room, Speaker, Track
 from pipeline.transcript import Segment, TrackTranscript
+from pipeline.vad import SpeechRegion
 
 log = logging.getLogger(__name__)
 
@@ -79,28 +81,89 @@ def without_declined_voices(transcripts: Sequence[TrackTranscript], consent: Con
                             margin_db: float = 0.0) -> list[TrackTranscript]:
     """The consenting tracks' transcripts without the words a declined speaker's microphone heard louder (by more
     than ``margin_db``) than the track they were transcribed on."""
-    kept = consent.transcripts(transcripts)
-    if not consent.declined_tracks or not any(t.segments for t in kept):
-        return kept
-    tracks = {t.index: t for t in consent.tracks}
-    declined = [_FrameLevels.of(t, what=what) for t in consent.declined_tracks]
-    out = []
-    for transcript in kept:
-        own = _FrameLevels.of(tracks[transcript.track_index], what=what)
-        segments = []
-        dropped = 0
-        for segment in transcript.segments:
-            words = tuple(w for w in segment.words
-                          if not any(d.energy(w.start, w.end) > own.energy(w.start, w.end) * 10 ** (margin_db / 10)
-                                     for d in declined))
-            dropped += len(segment.words) - len(words)
-            if words:
-                segments.append(Segment(segment.speaker, words))
-        if dropped:
-            log.info("%s: %d words on track %d were a declined speaker's voice: left out", what or "room", dropped,
-                     transcript.track_index)
-        out.append(TrackTranscript(transcript.track_index, transcript.speaker, transcript.language, tuple(segments)))
-    return out
+    return DeclinedVoices(consent, what=what).words(transcripts, margin_db=margin_db)
+
+
+# On a consenting microphone, a stretch is muted where a declined speaker's microphone is louder than it (over
+# 100 ms, the length of a syllable) and speaking (above -50 dBFS, well over a quiet room's noise); stretches
+# shorter than 0.2 s are a click or a breath; each muted stretch is widened by 0.1 s on both sides.
+_MUTE_SMOOTH_FRAMES = 5
+_MUTE_MIN_ENERGY = 10 ** (-50.0 / 10)
+_MUTE_MIN_S = 0.2
+_MUTE_PAD_S = 0.1
+
+
+class DeclinedVoices:
+    """The microphones of the speakers who declined, measured once (20 ms frame energies, one streamed decode of
+    each track concerned), to keep their voices out of the consenting tracks' words and audio."""
+
+    def __init__(self, consent: Consent, *, what: str = "") -> None:
+        self.consent = consent
+        self.what = what
+        self._levels: dict[int, _FrameLevels] = {}
+
+    def _of(self, track: Track) -> _FrameLevels:
+        if track.index not in self._levels:
+            self._levels[track.index] = _FrameLevels.of(track, what=self.what)
+        return self._levels[track.index]
+
+    def words(self, transcripts: Sequence[TrackTranscript], *, margin_db: float = 0.0) -> list[TrackTranscript]:
+        """See :func:`without_declined_voices`."""
+        kept = self.consent.transcripts(transcripts)
+        if not self.consent.declined_tracks or not any(t.segments for t in kept):
+            return kept
+        tracks = {t.index: t for t in self.consent.tracks}
+        declined = [self._of(t) for t in self.consent.declined_tracks]
+        out = []
+        for transcript in kept:
+            own = self._of(tracks[transcript.track_index])
+            segments = []
+            dropped = 0
+            for segment in transcript.segments:
+                words = tuple(w for w in segment.words
+                              if not any(d.energy(w.start, w.end) > own.energy(w.start, w.end) * 10 ** (margin_db / 10)
+                                         for d in declined))
+                dropped += len(segment.words) - len(words)
+                if words:
+                    segments.append(Segment(segment.speaker, words))
+            if dropped:
+                log.info("%s: %d words on track %d were a declined speaker's voice: left out", self.what or "room",
+                         dropped, transcript.track_index)
+            out.append(TrackTranscript(transcript.track_index, transcript.speaker, transcript.language,
+                                       tuple(segments)))
+        return out
+
+    def muted(self, track: Track) -> tuple[SpeechRegion, ...]:
+        """Stretches of the consenting ``track`` (track seconds) where a declined speaker's voice is what it
+        carries: the mix silences them (:attr:`pipeline.analysis.TrackAnalysis.muted`)."""
+        if not self.consent.declined_tracks:
+            return ()
+        own = self._of(track)
+        kernel = np.ones(_MUTE_SMOOTH_FRAMES) / _MUTE_SMOOTH_FRAMES
+        mine = np.convolve(own.frames, kernel, mode="same")
+        loud = np.zeros(mine.size, dtype=bool)
+        for other in self.consent.declined_tracks:
+            theirs = np.convolve(self._of(other).frames, kernel, mode="same")
+            shift = int(round((track.start - other.start) * 50))  # their frame of our frame 0
+            aligned = np.full(mine.size, _SILENT)
+            lo, hi = max(0, -shift), min(mine.size, theirs.size - shift)
+            if hi > lo:
+                aligned[lo:hi] = theirs[lo + shift:hi + shift]
+            loud |= (aligned > mine) & (aligned > _MUTE_MIN_ENERGY)
+        return _stretches(loud)
+
+
+def _stretches(loud: np.ndarray) -> tuple[SpeechRegion, ...]:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))
+    out: list[SpeechRegion] = []
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        if (b - a) / 50 < _MUTE_MIN_S:
+            continue
+        start, end = max(0.0, a / 50 - _MUTE_PAD_S), b / 50 + _MUTE_PAD_S
+        if out and start <= out[-1].end:
+            start = out.pop().start
+        out.append(SpeechRegion(round(start, 3), round(end, 3)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.audio import ANALYSIS_RATE
+from pipeline.audio import ANALYSIS_RATE, decode
 from pipeline.bleed import normalise
-from pipeline.consent import room_consent, without_declined_voices
+from pipeline.consent import DeclinedVoices, room_consent, without_declined_voices
 from pipeline.manifest import load_room
 from pipeline.models import resolve_model
 from pipeline.transcribe import load_model, transcribe_track
@@ -95,6 +95,16 @@ def test_declined_words_heard_on_a_consenting_microphone_are_dropped(bleed_room:
     assert {"budget", "cables", "tomorrow"} <= words  # the consenting speaker's own words stay
 
 
+def test_a_declined_voice_on_a_consenting_microphone_is_muted_there(bleed_room: Path) -> None:
+    room = load_room(bleed_room)
+    consent = room_consent(room)
+    muted = DeclinedVoices(consent, what="test").muted(consent.tracks[0])
+    assert muted, "the declined voice on u1's microphone was not found"
+    assert all(DECLINED_AT - 0.5 <= r.start and r.end <= DECLINED_AT + 5.0 for r in muted)
+    assert sum(r.duration for r in muted) > 1.5  # most of the declined sentence
+    assert not any(r.end > CONSENTING_AT[0] for r in muted)  # u1's own speech is never muted
+
+
 @pytest.mark.model
 @pytest.mark.slow
 def test_no_published_transcript_carries_a_declined_voice(bleed_room: Path, tmp_path: Path) -> None:
@@ -110,6 +120,10 @@ def test_no_published_transcript_carries_a_declined_voice(bleed_room: Path, tmp_
         assert not _words(text) & DECLINED_WORDS, f"{name} carries the declined speaker's words"
         assert "Chloé" not in text and "Dubois" not in text, f"{name} names the declined speaker"
     assert {"budget", "cables"} <= _words(published["transcript.txt"])
+    replay = decode(episode / "replay.mp3", what="replay", start=DECLINED_AT + 0.5 - summary["trim_start_s"],
+                    duration=2.0)
+    level = 10 * np.log10(float(np.mean(np.square(replay, dtype=np.float64))) + 1e-12)
+    assert level < -60.0, f"the declined voice is heard in the replay at {level:.1f} dBFS"
     catalog = Catalog(settings.database_url)
     try:
         record = catalog.get_episode("consent-bleed")

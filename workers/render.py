@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from feeds.shows import show_config
@@ -14,7 +14,7 @@ from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy
 from pipeline.bleed import remove_bleed, room_audio
 from pipeline.chapters import Chapter, build_chapters, intervals_from_transcript
-from pipeline.consent import room_consent, without_declined_voices
+from pipeline.consent import DeclinedVoices, room_consent
 from pipeline.master import MasterResult, MasterSettings, Tags
 from pipeline.mix import MixSettings, plan_mix
 from pipeline.replay import render_replay
@@ -75,10 +75,13 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
                 turns: Sequence[tuple[str, float, float]] | None = None) -> Rendered:
     """``turns``: a mixed recording's speaker turns (room clock), found by voice; its transcripts already carry
     each word's speaker, with declined voices' words left out."""
-    analyses = [a for a, _ in results]
     consent = room_consent(room)
     names = consent.names  # declined speakers never reach any output
     what = f"room {room.id!r}"
+    declined = DeclinedVoices(consent, what=what)
+    tracks = {t.index: t for t in room.tracks}
+    # A declined voice heard on a consenting microphone is silenced there (mixed rooms have theirs already muted).
+    analyses = [replace(a, muted=a.muted + declined.muted(tracks[a.track_index])) for a, _ in results]
 
     def progress(stage: str, total: float):
         def report(seconds: float) -> None:
@@ -94,7 +97,7 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
         if room.is_mixed:
             consenting = [t for _, t in results if t is not None]
         else:
-            heard = without_declined_voices([t for _, t in results if t is not None], consent, what=what)
+            heard = declined.words([t for _, t in results if t is not None])
             consenting = remove_bleed(heard, room_audio(room))
         transcript = merge(consenting, names, language or room.language or "en").shifted(shift)
     if transcript is not None and transcript.segments:
