@@ -21,24 +21,18 @@ from collections.abc import Sequence
 
 from feeds.page_data import PageChapter, PageTranscript, read_chapters, read_words, word_times_json
 from feeds.pages import EpisodePageInput, render_episode_page, render_show_page, static_files
-from feeds.rss import feed_key
 from pipeline.errors import FeedError
+from storage.layout import PAGE_NAME, feed_key, show_page_key, static_key
 from storage.objects import ObjectStore
 from storage.records import EpisodeRecord, ShowRecord
 
 log = logging.getLogger(__name__)
 
-PAGE_NAME = "index.html"
 WORD_TIMES_NAME = "word-times.json"
 HTML_TYPE = "text/html; charset=utf-8"
 PAGE_CACHE = "public, max-age=300"
 STATIC_CACHE = "public, max-age=31536000, immutable"  # static names change with their content
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-
-
-def show_page_key(show_id: str, private_token: str | None = None) -> str:
-    """The show page: public, or the private feed's own page under its token."""
-    return posixpath.dirname(feed_key(show_id, private_token)) + "/" + PAGE_NAME
 
 
 def episode_folder(episode: EpisodeRecord) -> str:
@@ -58,7 +52,7 @@ def publish_static(store: ObjectStore, show_id: str) -> dict[str, str]:
     returns their keys by file name."""
     keys = {}
     for item in static_files():
-        key = f"shows/{show_id}/static/{item.published_name}"
+        key = static_key(show_id, item.published_name)
         store.put_bytes(key, item.data, content_type=STATIC_TYPES[posixpath.splitext(item.name)[1]],
                         cache_control=STATIC_CACHE)
         keys[item.name] = key

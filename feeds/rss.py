@@ -9,7 +9,6 @@ characters XML 1.0 cannot carry at all have been removed.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -26,6 +25,9 @@ from feeds.live import live_elements
 from feeds.podcast_ext import COVER_IMAGE, PodcastIndexEntryExtension, PodcastIndexExtension, feed_guid
 from feeds.shows import ShowConfig
 from pipeline.errors import FeedError
+from pipeline.text import clean_xml_text
+from storage.layout import episode_prefix as episode_prefix  # re-exported: the keys' home is storage.layout
+from storage.layout import feed_key as feed_key
 from storage.records import AssetRecord, EpisodeRecord, PersonRecord, ShowRecord
 
 log = logging.getLogger(__name__)
@@ -48,40 +50,15 @@ CHAPTERS_ASSET = "chapters.json"
 # Manifest roles mapped onto the Podcasting 2.0 person taxonomy (group "cast").
 PERSON_ROLES = {"host": "host", "co-host": "co-host", "cohost": "co-host", "moderator": "co-host"}
 
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 FEED_TTL_MINUTES = 5
 
 
-def feed_key(show_id: str, private_token: str | None = None) -> str:
-    """Object key of a show's public feed, or of its private feed under the unguessable token."""
-    return _show_prefix(show_id, private_token) + "feed.xml"
-
-
-def episode_prefix(show_id: str, episode_id: str, private_token: str | None = None) -> str:
-    """Key prefix (ending in ``/``) of an episode's objects; private episodes live under the show's token."""
-    return _show_prefix(show_id, private_token) + f"episodes/{_segment(episode_id, 'episode id')}/"
-
-
-def _show_prefix(show_id: str, private_token: str | None) -> str:
-    prefix = f"shows/{_segment(show_id, 'show id')}/"
-    if private_token is not None:
-        prefix += f"private/{_segment(private_token, 'private feed token')}/"
-    return prefix
-
-
-def _segment(value: str, what: str) -> str:
-    """One path segment of an object key: anything that could climb out of the show's folder is refused."""
-    if not value or "/" in value or "\\" in value or value in (".", "..") or _XML_ILLEGAL.search(value):
-        raise FeedError(f"{what} {value!r} cannot be used in an object key; use letters, digits, '-' or '_'")
-    return value
-
-
 def clean_text(text: str) -> str:
     """Text with the characters XML 1.0 forbids removed (control characters, lone surrogates)."""
-    return _XML_ILLEGAL.sub("", text)
+    return clean_xml_text(text)
 
 
 def truncate_utf8(text: str, max_bytes: int = DESCRIPTION_MAX_BYTES) -> str:

@@ -53,7 +53,8 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from feeds.feedmeta import MEDIUMS, SHOW_TYPES, http_url
 from pipeline.errors import FeedError
-from storage.records import ShowRecord
+from pipeline.text import LANGUAGE_TAG
+from storage.records import DEFAULT_LOCKED, DEFAULT_MAX_ITEMS, ShowRecord
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ DEFAULT_AUTHOR = "roomcast"
 PLACEHOLDER_EMAIL = "podcasts@example.invalid"
 DEFAULT_LANGUAGE = "en"
 DEFAULT_CATEGORY = "Technology"
-DEFAULT_MAX_ITEMS = 300
 ARTWORK_MIN_PX = 1400
 ARTWORK_MAX_PX = 3000
 ARTWORK_FORMATS = ("JPEG", "PNG")
@@ -99,7 +99,6 @@ APPLE_CATEGORIES: dict[str, tuple[str, ...]] = {
 }
 
 _Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -120,7 +119,7 @@ class ShowConfig:
     artwork: Path | None = None
     link: str | None = None
     max_items: int = DEFAULT_MAX_ITEMS
-    locked: bool = False
+    locked: bool = DEFAULT_LOCKED
     # How the show's replays are encoded (None: the roomcast settings' defaults).
     channels: int | None = None
     mp3_kbps: int | None = None
@@ -255,7 +254,7 @@ def _check_values(config: ShowConfig, where: str) -> None:
         allowed = ", ".join(APPLE_CATEGORIES[config.category]) or "none"
         raise FeedError(f"{where}: subcategory {config.subcategory!r} does not belong to {config.category!r} "
                         f"(allowed: {allowed})")
-    if not _LANGUAGE.match(config.language):
+    if not LANGUAGE_TAG.match(config.language):
         raise FeedError(f"{where}: language {config.language!r} is not a language tag such as 'en' or 'pt-BR'")
     if not _EMAIL.match(config.email):
         raise FeedError(f"{where}: email {config.email!r} is not an email address")

@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.audio import ANALYSIS_RATE, PcmCopy, decode_blocks
 from pipeline.loudness import SILENCE_LUFS, SpeechMeter
-from pipeline.manifest import Track
+from pipeline.room import Track
 from pipeline.vad import BLOCK_S, SpeechRegion, VadSettings, speech_regions_in
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +10,7 @@ from typing import IO
 
 import numpy as np
 
-from pipeline.errors import MediaError
-from pipeline.ffmpeg import FFMPEG, widen_pipe
+from pipeline.ffmpeg import FFMPEG, stream_ffmpeg
 
 ANALYSIS_RATE = 16_000
 
@@ -113,21 +110,13 @@ def pcm_from(cmd: list[str], *, what: str, block_s: float, rate: int, channels: 
     blocks of ``block_s`` seconds shaped (samples, channels); ``finished(exit code)`` is called once ffmpeg has
     ended, whether it failed, was stopped early or did its work. A failure raises :class:`MediaError` (``failure``
     says what went wrong)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    widen_pipe(proc.stdout)  # ffmpeg decodes the next stretch while this one is worked on
     frame = 4 * channels
-    try:
-        for block in float_blocks(proc.stdout, max(1, int(block_s * rate)) * frame, frame):
+
+    def read(stdout: IO[bytes]) -> Iterator[np.ndarray]:
+        for block in float_blocks(stdout, max(1, int(block_s * rate)) * frame, frame):
             yield block.reshape(-1, channels)
-    finally:
-        proc.stdout.close()
-        stderr = proc.stderr.read().decode(errors="replace")
-        rc = proc.wait()
-        if finished is not None:
-            finished(rc)
-    if rc != 0:
-        raise MediaError(f"{what}: {failure}", shlex.join(cmd), stderr[-2000:])
+
+    yield from stream_ffmpeg(cmd, what=what, read=read, finished=finished, failure=failure)
 
 
 def decode(path: Path, *, what: str, start: float = 0.0, duration: float | None = None) -> np.ndarray:

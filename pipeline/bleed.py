@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.audio import decode
-from pipeline.manifest import Room
+from pipeline.room import Room
 from pipeline.transcript import Segment, TrackTranscript, Word
 
 log = logging.getLogger(__name__)

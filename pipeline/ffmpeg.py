@@ -11,10 +11,10 @@ import math
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 from pipeline.errors import MediaError
 
@@ -128,6 +128,46 @@ def feed_ffmpeg(blocks: Iterable[Any], sinks: Sequence[Sequence[str]], *, sink_w
             tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
             raise MediaError(f"{name}: ffmpeg {reason}", shlex.join(cmd), tail)
     return stderrs
+
+
+def stream_ffmpeg(cmd: Sequence[str], *, what: str, read: Callable[[IO[bytes]], Iterator[Any]],
+                  timeout: float = DEFAULT_TIMEOUT_S, finished: Callable[[int], None] | None = None,
+                  failure: str = "ffmpeg failed") -> Iterator[Any]:
+    """Run ``cmd`` (a whole ffmpeg command line writing to stdout) and yield what ``read`` makes of its stdout,
+    while the caller works on each item; ``finished(exit code)`` is called once ffmpeg has ended, whether it failed,
+    was stopped early or did its work. A failure, a missing ffmpeg or a run past ``timeout`` raises
+    :class:`MediaError` naming ``what`` (``failure`` says what went wrong) with the command and stderr's tail."""
+    log.debug("running %s", shlex.join(cmd))
+    try:
+        proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError as exc:
+        raise MediaError(f"{what}: ffmpeg is not installed (apt-get install ffmpeg)", shlex.join(cmd)) from exc
+    assert proc.stdout is not None
+    widen_pipe(proc.stdout)  # ffmpeg decodes the next stretch while this one is worked on
+    tail: collections.deque[str] = collections.deque(maxlen=400)
+    reader = threading.Thread(target=_drain_bytes, args=(proc.stderr, tail), daemon=True)
+    reader.start()
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    try:
+        yield from read(proc.stdout)
+    finally:
+        timer.cancel()
+        proc.stdout.close()
+        rc = proc.wait()
+        reader.join(timeout=5)
+        if finished is not None:
+            finished(rc)
+    if rc != 0:
+        reason = f"timed out after {timeout:.0f} s: " if expired.is_set() else ""
+        stderr_tail = "\n".join("".join(tail).splitlines()[-STDERR_TAIL_LINES:])
+        raise MediaError(f"{what}: {reason}{failure}", shlex.join(cmd), stderr_tail)
 
 
 def widen_pipe(pipe: object) -> None:

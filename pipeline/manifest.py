@@ -1,4 +1,4 @@
-"""The room manifest (``room.json``): its model and every validation rule.
+"""The room manifest (``room.json``): every validation rule (the model it builds is :mod:`pipeline.room`).
 
 :func:`load_room` reads and checks a room folder and returns a :class:`Room`, or raises :class:`InvalidRoom`
 listing every problem at once, each naming the room and the file concerned.
@@ -6,106 +6,43 @@ listing every problem at once, each naming the room and the file concerned.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InvalidRoom, MediaError
 from pipeline.ffmpeg import AudioInfo, Remembered, check_decodes, file_key, probe_audio
+from pipeline.room import (
+    MANIFEST_NAME,
+    MIXED_SPEAKER,
+    RECORDINGS,
+    ROLES,
+    VISIBILITIES,
+    Room,
+    Speaker,
+    Track,
+    content_hash,
+)
+from pipeline.text import LANGUAGE_TAG, XML_ILLEGAL
 
-MANIFEST_NAME = "room.json"
-VISIBILITIES = ("public", "unlisted", "private")
-ROLES = ("host", "cohost", "moderator", "speaker", "guest")
-# "multitrack": a file per speaker (the default); "mixed": one recording of the whole room (an X Space, a
-# Clubhouse replay, a LinkedIn event), possibly in consecutive parts, whose speakers are found by voice.
-RECORDINGS = ("multitrack", "mixed")
-MIXED_SPEAKER = "mixed"  # the speaker id of a mixed recording's tracks until diarization names the voices
+# The room's types are defined in pipeline.room; their old home keeps them importable.
+__all__ = ["MANIFEST_NAME", "MIXED_SPEAKER", "RECORDINGS", "ROLES", "VISIBILITIES", "Room", "Speaker", "Track",
+           "content_hash", "load_room", "validate_room"]
+
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-# Characters XML 1.0 cannot carry: a title holding one would make every feed of the show unreadable.
-XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 MAX_TITLE = 512
 MAX_DESCRIPTION = 4000
 # A speaker's consecutive tracks may overlap by this much (rejoin jitter) before it counts as a problem.
 SEGMENT_OVERLAP_TOLERANCE_S = 0.5
 PROBE_WORKERS = 4  # probes wait on ffprobe/ffmpeg processes, not on Python
 
-
-@dataclass(frozen=True)
-class Speaker:
-    id: str
-    name: str
-    role: str = "speaker"
-    consent: bool = True
-
-
-@dataclass(frozen=True)
-class Track:
-    """One recorded segment of one speaker, placed at ``start`` seconds on the room clock."""
-
-    index: int
-    speaker: str
-    file: str
-    path: Path
-    start: float
-    info: AudioInfo
-    declared_end: float | None = None  # when the platform says the speaker left (optional ``end`` in the manifest)
-
-    @property
-    def end(self) -> float:
-        return self.start + self.info.duration
-
-
-@dataclass(frozen=True)
-class Room:
-    id: str
-    show: str
-    title: str
-    folder: Path
-    speakers: tuple[Speaker, ...]
-    tracks: tuple[Track, ...]
-    description: str = ""
-    recorded_at: datetime | None = None
-    visibility: str = "public"
-    language: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    recording: str = "multitrack"
-
-    @property
-    def is_mixed(self) -> bool:
-        return self.recording == "mixed"
-
-    def speaker(self, speaker_id: str) -> Speaker:
-        for speaker in self.speakers:
-            if speaker.id == speaker_id:
-                return speaker
-        raise KeyError(speaker_id)
-
-    @property
-    def consenting_speakers(self) -> tuple[Speaker, ...]:
-        return tuple(s for s in self.speakers if s.consent)
-
-    @property
-    def published_tracks(self) -> tuple[Track, ...]:
-        """Tracks of speakers who agreed to the replay: the only audio and words that are ever published (a mixed
-        recording's parts are all used; who declined is silenced inside them once the voices are known)."""
-        if self.is_mixed:
-            return self.tracks
-        allowed = {s.id for s in self.consenting_speakers}
-        return tuple(t for t in self.tracks if t.speaker in allowed)
-
-    @property
-    def duration(self) -> float:
-        return max((t.end for t in self.tracks), default=0.0)
-
-    def speaker_names(self) -> dict[str, str]:
-        return {s.id: s.name for s in self.speakers}
+# Files whose start and end were test-decoded in this process, by file_key: unchanged since, they are not decoded
+# again when the room is loaded again (the command line validates a room while the rest of roomcast loads).
+_VERIFIED: Remembered[tuple[str, int, int, int], bool] = Remembered(4096)
 
 
 class _Problems:
@@ -181,7 +118,7 @@ def _text(data: dict[str, Any], key: str, problems: _Problems, where: str, *, re
     if not isinstance(value, str) or not value.strip():
         problems.add(MANIFEST_NAME, f"{where}field {key!r} must be a non-empty string")
         return None
-    if XML_FORBIDDEN.search(value):
+    if XML_ILLEGAL.search(value):
         problems.add(MANIFEST_NAME, f"{where}field {key!r} contains control characters that no feed can carry")
         return None
     if len(value) > limit:
@@ -209,7 +146,7 @@ def _build_room(folder: Path, data: dict[str, Any], problems: _Problems, *, prob
     if visibility not in VISIBILITIES:
         problems.add(MANIFEST_NAME, f"unsupported visibility {visibility!r} (use one of {', '.join(VISIBILITIES)})")
     language = data.get("language")
-    if language is not None and (not isinstance(language, str) or not LANGUAGE.match(language)):
+    if language is not None and (not isinstance(language, str) or not LANGUAGE_TAG.match(language)):
         problems.add(MANIFEST_NAME, f"language {language!r} is not a language code such as 'en' or 'pt-BR'")
         language = None
     recorded_at = _recorded_at(data.get("recorded_at"), problems)
@@ -385,46 +322,6 @@ def _inside(folder: Path, file: str, problems: _Problems) -> Path | None:
         problems.add(file, "the track file is empty (0 bytes)")
         return None
     return resolved
-
-
-# Content hashes of rooms computed in this process, by the file_key of the manifest and of every track.
-_DIGESTS: Remembered[tuple[object, ...], str] = Remembered(256)
-
-
-def _artwork_file(room: Room) -> list[str]:
-    """The episode artwork file the manifest's ``feed.image`` names (not a URL), when it is there: a new picture
-    makes new inputs."""
-    feed = room.extra.get("feed")
-    image = feed.get("image") if isinstance(feed, dict) else None
-    if not isinstance(image, str) or "://" in image or ".." in image.split("/") or image.startswith("/"):
-        return []
-    return [image] if (room.folder / image).is_file() else []
-
-
-def content_hash(room: Room) -> str:
-    """SHA-256 of the manifest and of every track (its file name, then its bytes, in track order), then of the
-    episode artwork file if the manifest names one: the identity of a room's inputs. Remembered for the process
-    while none of the files changes (the command line hashes a room while the rest of roomcast loads)."""
-    tracks = sorted(room.tracks, key=lambda t: t.index)
-    files = [(t.file, t.path) for t in tracks] + [(name, room.folder / name) for name in _artwork_file(room)]
-    keys = (file_key(room.folder / MANIFEST_NAME), *(file_key(path) for _, path in files))
-    key = keys if None not in keys else None
-    if key is not None and (known := _DIGESTS.get(key)) is not None:
-        return known
-    digest = hashlib.sha256((room.folder / MANIFEST_NAME).read_bytes())
-    for name, path in files:
-        digest.update(name.encode())
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)  # hashlib lets go of the GIL for chunks this size
-    if key is not None:
-        _DIGESTS.update({key: digest.hexdigest()})
-    return digest.hexdigest()
-
-
-# Files whose start and end were test-decoded in this process, by file_key: unchanged since, they are not decoded
-# again when the room is loaded again (the command line validates a room while the rest of roomcast loads).
-_VERIFIED: Remembered[tuple[str, int, int, int], bool] = Remembered(4096)
 
 
 def _probe(path: Path, file: str, problems: _Problems, *, verify: bool = True) -> AudioInfo | None:

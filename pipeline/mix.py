@@ -37,9 +37,10 @@ import numpy as np
 
 from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy, stream_pcm
+from pipeline.consent import room_consent
 from pipeline.ffmpeg import ProgressCallback, feed_ffmpeg
 from pipeline.loudness import SILENCE_LUFS, STEP_S, gated_loudness, parse_integrated
-from pipeline.manifest import Room
+from pipeline.room import Room
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def track_gain(analysis: TrackAnalysis, settings: MixSettings) -> float:
 def plan_mix(room: Room, analyses: Sequence[TrackAnalysis], settings: MixSettings = MixSettings()) -> MixPlan:
     """Gains and delays for every consenting track, the window of the room that holds speech, and the loudness
     the mix will have."""
-    allowed = {t.index for t in room.published_tracks}
+    allowed = room_consent(room).track_indices
     used = [a for a in analyses if a.track_index in allowed]
     plans = tuple(TrackPlan(a.track_index, track_gain(a, settings), a.start) for a in used)
     starts = [a.start + a.regions[0].start for a in used if a.regions]

@@ -27,7 +27,6 @@ from pipeline.chapters import Chapter
 from pipeline.ffmpeg import ProgressCallback, feed_ffmpeg
 from pipeline.limiter import limited
 from pipeline.loudness import LoudnessReport
-from pipeline.manifest import Room
 from pipeline.master import (
     ENCODER_OFFSET_LU,
     MAX_PASSES,
@@ -45,6 +44,7 @@ from pipeline.master import (
     upmix_db,
 )
 from pipeline.mix import MixPlan, MixSettings, mixed_blocks, plan_mix
+from pipeline.room import Room
 
 log = logging.getLogger(__name__)
 

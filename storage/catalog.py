@@ -1,7 +1,7 @@
 """The catalog: shows, episodes, their speakers, tracks and published assets, and processing jobs.
 
-SQLAlchemy 2 ORM over SQLite (default) or PostgreSQL, with portable column types; the schema is kept up to date by
-the Alembic migrations in :mod:`storage.migrations` (``upgrade head`` when a catalog is opened).
+SQLAlchemy 2 ORM over SQLite (default) or PostgreSQL; the tables are in :mod:`storage.catalog_schema`, kept up to
+date by the Alembic migrations in :mod:`storage.migrations` (``upgrade head`` when a catalog is opened).
 Methods return the detached records of :mod:`storage.records`, never ORM objects. Datetimes are stored in UTC and
 returned timezone-aware. Database errors become :class:`StorageError`; ``transient`` is set for the ones a retry
 may fix (a lost connection, a locked SQLite file, a pool timeout).
@@ -18,41 +18,50 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    create_engine,
-    event,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import StorageError
+from storage.catalog_schema import (
+    Asset,
+    Base,
+    Episode,
+    EpisodeBasis,
+    EpisodeEdit,
+    Job,
+    Lease,
+    Show,
+    Speaker,
+    StageRun,
+    Track,
+    VoicePrint,
+    episode_record,
+    job_record,
+    list_episode,
+    now,
+    show_record,
+)
+from storage.catalog_schema import utc_or_none as _utc
 from storage.migrations import migrate
 from storage.records import (
+    DEFAULT_MAX_ITEMS,
     AssetRecord,
     EpisodeRecord,
     JobRecord,
-    PersonRecord,
     ShowRecord,
     SpeakerRecord,
     TrackRecord,
 )
+
+# The tables are re-exported here: storage modules beside the catalog reach them through it.
+__all__ = ["ACTIVE", "GUID_NAMESPACE", "TRANSIENT_DB_ERRORS", "VISIBILITIES", "Asset", "Base", "Catalog", "Episode",
+           "EpisodeBasis", "EpisodeEdit", "Job", "Lease", "Show", "Speaker", "StageRun", "Track", "VoicePrint", "now"]
 
 log = logging.getLogger(__name__)
 
@@ -60,187 +69,6 @@ GUID_NAMESPACE = uuid.UUID("5d1c0e3a-1f0b-4e55-9a39-2d0a9b6c7e11")  # roomcast's
 VISIBILITIES = ("public", "unlisted", "private")
 TRANSIENT_DB_ERRORS = (OperationalError, DisconnectionError, InterfaceError, PoolTimeoutError)
 ACTIVE = ("pending", "processing")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Show(Base):
-    __tablename__ = "shows"
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    title: Mapped[str] = mapped_column(String(512))
-    author: Mapped[str] = mapped_column(String(256))
-    owner_name: Mapped[str] = mapped_column(String(256))
-    owner_email: Mapped[str] = mapped_column(String(256))
-    description: Mapped[str] = mapped_column(Text, default="")
-    language: Mapped[str] = mapped_column(String(16), default="en")
-    category: Mapped[str] = mapped_column(String(128), default="Technology")
-    subcategory: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    explicit: Mapped[bool] = mapped_column(Boolean, default=False)
-    link: Mapped[str | None] = mapped_column(String(1024), nullable=True)
-    artwork_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
-    max_items: Mapped[int] = mapped_column(Integer, default=300)
-    private_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    locked: Mapped[bool] = mapped_column(Boolean, default=True)
-    podcast_guid: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    new_feed_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
-    live_items: Mapped[str] = mapped_column(Text, default="", server_default="")
-
-
-class Episode(Base):
-    __tablename__ = "episodes"
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    show_id: Mapped[str] = mapped_column(String(128), index=True)
-    title: Mapped[str] = mapped_column(String(512))
-    description: Mapped[str] = mapped_column(Text, default="")
-    visibility: Mapped[str] = mapped_column(String(16), default="public")
-    guid: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    stage: Mapped[str] = mapped_column(String(128), default="")
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
-    error: Mapped[str] = mapped_column(Text, default="")
-    language: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    recorded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    unpublished: Mapped[bool] = mapped_column(Boolean, default=False)
-    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
-    input_hash: Mapped[str] = mapped_column(String(64), default="")
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
-    feed_meta: Mapped[str] = mapped_column(Text, default="", server_default="")
-    speakers: Mapped[list[Speaker]] = relationship(cascade="all, delete-orphan", order_by="Speaker.position")
-    tracks: Mapped[list[Track]] = relationship(cascade="all, delete-orphan", order_by="Track.position")
-    assets: Mapped[list[Asset]] = relationship(cascade="all, delete-orphan", order_by="Asset.name")
-
-
-class Speaker(Base):
-    __tablename__ = "speakers"
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), index=True)
-    position: Mapped[int] = mapped_column(Integer)
-    speaker_id: Mapped[str] = mapped_column(String(128))
-    name: Mapped[str] = mapped_column(String(256))
-    role: Mapped[str] = mapped_column(String(32))
-    consent: Mapped[bool] = mapped_column(Boolean)
-
-
-class Track(Base):
-    __tablename__ = "tracks"
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), index=True)
-    position: Mapped[int] = mapped_column(Integer)
-    speaker_id: Mapped[str] = mapped_column(String(128))
-    file: Mapped[str] = mapped_column(String(1024))
-    start: Mapped[float] = mapped_column(Float)
-    duration: Mapped[float] = mapped_column(Float)
-
-
-class Asset(Base):
-    __tablename__ = "assets"
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(128))
-    key: Mapped[str] = mapped_column(String(1024))
-    size: Mapped[int] = mapped_column(BigInteger)  # replays of long rooms can pass 2 GiB
-    content_type: Mapped[str] = mapped_column(String(128))
-    md5: Mapped[str] = mapped_column(String(64), default="")
-
-
-class Job(Base):
-    __tablename__ = "jobs"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), index=True)
-    input_hash: Mapped[str] = mapped_column(String(64), default="")
-    status: Mapped[str] = mapped_column(String(16), default="running")
-    stage: Mapped[str] = mapped_column(String(128), default="")
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
-    error: Mapped[str] = mapped_column(Text, default="")
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-
-class Lease(Base):
-    """A stage of a room held by one worker process until ``expires_at`` (renewed while the stage runs); see
-    :mod:`storage.leases`."""
-
-    __tablename__ = "leases"
-    episode_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    stage: Mapped[str] = mapped_column(String(64), primary_key=True)  # ingest, track-N, finish
-    worker: Mapped[str] = mapped_column(String(256))
-    token: Mapped[str] = mapped_column(String(32))
-    room_ref: Mapped[str] = mapped_column(String(1024))
-    task_id: Mapped[str] = mapped_column(String(64), index=True)
-    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    renewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-
-
-class StageRun(Base):
-    """One finished run of a stage of a room (``ingest``, ``track-N``, ``finish``) by one worker process: who ran
-    it, when, how much CPU it took and how it ended; see :mod:`storage.stage_runs`."""
-
-    __tablename__ = "stage_runs"
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    episode_id: Mapped[str] = mapped_column(String(128), index=True)
-    stage: Mapped[str] = mapped_column(String(64))
-    worker: Mapped[str] = mapped_column(String(256))
-    outcome: Mapped[str] = mapped_column(String(16))  # done, failed
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    cpu_s: Mapped[float] = mapped_column(Float, default=0.0)
-
-
-class EpisodeBasis(Base):
-    """What the first run of an episode kept for editing it later (track analyses, mix plan, word times,
-    chapters), as JSON; never published."""
-
-    __tablename__ = "episode_bases"
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True)
-    input_hash: Mapped[str] = mapped_column(String(64), default="")
-    data: Mapped[str] = mapped_column(Text)
-    saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
-
-
-class EpisodeEdit(Base):
-    """One edit of a published episode: who, when, what, and the episode's identity before and after."""
-
-    __tablename__ = "episode_edits"
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), index=True)
-    request: Mapped[str] = mapped_column(Text)
-    by: Mapped[str] = mapped_column(String(256))
-    status: Mapped[str] = mapped_column(String(16), default="applying")
-    hash_before: Mapped[str] = mapped_column(String(64))
-    hash_after: Mapped[str] = mapped_column(String(64))
-    error: Mapped[str] = mapped_column(Text, default="")
-    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-
-class VoicePrint(Base):
-    """What one speaker of a show sounds like (:mod:`storage.voices`): never published, deleted on request."""
-
-    __tablename__ = "voice_prints"
-    show_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    speaker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    name: Mapped[str] = mapped_column(String(256))
-    role: Mapped[str] = mapped_column(String(32), default="speaker")
-    consent: Mapped[bool] = mapped_column(Boolean, default=True)
-    vector: Mapped[bytes] = mapped_column(LargeBinary)
-    speech_s: Mapped[float] = mapped_column(Float, default=0.0)
-    episodes: Mapped[int] = mapped_column(Integer, default=0)
-    last_episode: Mapped[str] = mapped_column(String(128), default="")
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
 
 class Catalog:
@@ -299,12 +127,12 @@ class Catalog:
                 for key, value in values.items():
                     setattr(row, key, value)
             s.flush()
-            return _show(row)
+            return show_record(row)
 
     def get_show(self, show_id: str) -> ShowRecord | None:
         with self.session() as s:
             row = s.get(Show, show_id)
-            return _show(row) if row else None
+            return show_record(row) if row else None
 
     def pin_show_guid(self, show_id: str, guid: str) -> str:
         """The show's ``podcast:guid``: the one it has, else ``guid``, kept from now on."""
@@ -324,13 +152,13 @@ class Catalog:
                 raise StorageError(f"catalog {self.name}: show {show_id!r} does not exist; publish to it first")
             row.new_feed_url = url
             s.flush()
-            return _show(row)
+            return show_record(row)
 
     def moved_shows(self) -> list[ShowRecord]:
         """Shows whose feed moved elsewhere (``roomcast feed move``), by id."""
         with self.session() as s:
             rows = s.scalars(select(Show).where(Show.new_feed_url.is_not(None)).order_by(Show.id))
-            return [_show(row) for row in rows]
+            return [show_record(row) for row in rows]
 
     def set_live_items(self, show_id: str, live_items: str) -> None:
         """Replace the show's rooms announced live (JSON, see :mod:`feeds.live`)."""
@@ -379,7 +207,7 @@ class Catalog:
             self._close_jobs(s, episode_id, "abandoned", "replaced by a newer run")
             s.add(Job(id=uuid.uuid4().hex, episode_id=episode_id, input_hash=row.input_hash, stage="queued",
                       started_at=now()))
-            return _episode(row)
+            return episode_record(row)
 
     def set_speakers(self, episode_id: str, speakers: Sequence[SpeakerRecord]) -> None:
         """Replace an episode's speakers (a mixed recording's, once its voices are known)."""
@@ -438,14 +266,14 @@ class Catalog:
         with self.session() as s:
             row = self._episode_row(s, episode_id)
             row.stage = "updating feeds"
-            _list(row, duration_s, published_at)
+            list_episode(row, duration_s, published_at)
 
     def mark_published(self, episode_id: str, duration_s: float, published_at: datetime | None = None) -> None:
         """Mark the episode published and its run done; the first ``published_at`` is kept on re-publishing."""
         with self.session() as s:
             row = self._episode_row(s, episode_id)
             row.status, row.stage, row.progress, row.error = "published", "published", 1.0, ""
-            _list(row, duration_s, published_at)
+            list_episode(row, duration_s, published_at)
             self._close_jobs(s, episode_id, "done", "")
 
     def mark_unpublished(self, episode_id: str) -> None:
@@ -456,7 +284,7 @@ class Catalog:
     def get_episode(self, episode_id: str) -> EpisodeRecord | None:
         with self.session() as s:
             row = s.get(Episode, episode_id)
-            return _episode(row) if row else None
+            return episode_record(row) if row else None
 
     def list_episodes(self, show: str | None = None) -> list[EpisodeRecord]:
         """Episodes, most recently changed first; of one show when ``show`` is given."""
@@ -464,7 +292,7 @@ class Catalog:
             query = select(Episode).order_by(Episode.updated_at.desc(), Episode.id)
             if show:
                 query = query.where(Episode.show_id == show)
-            return [_episode(row) for row in s.scalars(query)]
+            return [episode_record(row) for row in s.scalars(query)]
 
     def feed_episodes(self, show_id: str, visibility: str) -> list[EpisodeRecord]:
         """Published episodes of a show with ``visibility``, newest first (by recording time, else publication
@@ -476,8 +304,8 @@ class Catalog:
                      .where(Episode.show_id == show_id, Episode.visibility == visibility,
                             Episode.published_at.is_not(None), Episode.unpublished.is_(False))
                      .order_by(newest_first, Episode.published_at.desc(), Episode.id)
-                     .limit(show.max_items if show else 300))
-            return [_episode(row) for row in s.scalars(query)]
+                     .limit(show.max_items if show else DEFAULT_MAX_ITEMS))
+            return [episode_record(row) for row in s.scalars(query)]
 
     def claim_submission(self, *, episode_id: str, show_id: str, title: str, visibility: str,
                          input_hash: str) -> str | None:
@@ -510,7 +338,7 @@ class Catalog:
         cutoff = now() - timedelta(seconds=older_than_s)
         with self.session() as s:
             query = select(Episode).where(Episode.status.in_(ACTIVE), Episode.updated_at < cutoff)
-            return [_episode(row) for row in s.scalars(query.order_by(Episode.updated_at))]
+            return [episode_record(row) for row in s.scalars(query.order_by(Episode.updated_at))]
 
     def touch(self, episode_id: str) -> None:
         """Mark an episode's row as changed now (it was just enqueued again)."""
@@ -536,7 +364,7 @@ class Catalog:
         """The runs of an episode, newest first."""
         with self.session() as s:
             query = select(Job).where(Job.episode_id == episode_id).order_by(Job.started_at.desc(), Job.id)
-            return [_job(row) for row in s.scalars(query)]
+            return [job_record(row) for row in s.scalars(query)]
 
     def finished_job(self, episode_id: str, input_hash: str) -> JobRecord | None:
         """The latest run that completed over exactly these inputs, if any: a new run over them can be skipped."""
@@ -544,7 +372,7 @@ class Catalog:
             query = (select(Job).where(Job.episode_id == episode_id, Job.input_hash == input_hash,
                                        Job.status == "done").order_by(Job.finished_at.desc()).limit(1))
             row = s.scalars(query).first()
-            return _job(row) if row else None
+            return job_record(row) if row else None
 
     @staticmethod
     def _close_jobs(s: Session, episode_id: str, status: str, error: str) -> None:
@@ -573,33 +401,3 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-def _show(row: Show) -> ShowRecord:
-    names = {f.name for f in fields(ShowRecord)}
-    return ShowRecord(**{name: getattr(row, name) for name in names if hasattr(Show, name)})
-
-
-def _job(row: Job) -> JobRecord:
-    return JobRecord(id=row.id, episode_id=row.episode_id, input_hash=row.input_hash, status=row.status,
-                     stage=row.stage, progress=row.progress, error=row.error, started_at=_utc(row.started_at),
-                     finished_at=_utc(row.finished_at))
-
-
-def _list(row: Episode, duration_s: float, published_at: datetime | None) -> None:
-    """Make an episode row eligible for its show's feeds; its first publication time is kept."""
-    row.duration_s, row.unpublished = duration_s, False
-    if row.published_at is None:
-        row.published_at = _utc(published_at) or now()
-
-
-def _episode(row: Episode) -> EpisodeRecord:
-    return EpisodeRecord(
-        id=row.id, show=row.show_id, title=row.title, description=row.description, visibility=row.visibility,
-        guid=row.guid, status=row.status, stage=row.stage, progress=row.progress, error=row.error,
-        language=row.language, recorded_at=_utc(row.recorded_at), published_at=_utc(row.published_at),
-        duration_s=row.duration_s, feed_meta=row.feed_meta or "",
-        assets=tuple(AssetRecord(a.name, a.key, a.size, a.content_type, a.md5) for a in row.assets),
-        persons=tuple(PersonRecord(p.name, p.role) for p in row.speakers if p.consent),
-    )
-

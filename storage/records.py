@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 EPISODE_STATUSES = ("pending", "processing", "published", "failed", "unpublished")
+# A show's defaults, for every place a show is made (shows.toml, the catalog, records built by hand):
+# the newest episodes its feed lists, and whether the feed carries podcast:locked "yes". A feed is locked only
+# when the show names a real owner address (feeds.shows): locked to nobody, nobody could unlock it.
+DEFAULT_MAX_ITEMS = 300
+DEFAULT_LOCKED = False
 
 
 EPISODE_ARTWORK_PREFIX = "artwork-"  # an episode's own cover beside its replay: artwork-{hash}.jpg
@@ -50,9 +55,9 @@ class ShowRecord:
     explicit: bool = False
     link: str | None = None
     artwork_key: str | None = None
-    max_items: int = 300
+    max_items: int = DEFAULT_MAX_ITEMS
     private_token: str | None = None
-    locked: bool = True
+    locked: bool = DEFAULT_LOCKED
     artwork_path: str | None = None
     # The show's identity for life (podcast:guid), fixed when the show is first published or pinned in shows.toml.
     podcast_guid: str | None = None

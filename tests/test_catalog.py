@@ -360,9 +360,9 @@ def test_a_catalog_made_before_migrations_is_stamped_and_kept(database_url: str)
         conn.execute(text("DROP TABLE alembic_version"))
         conn.execute(text("INSERT INTO shows (id, title, author, owner_name, owner_email, description, language, "
                           "category, explicit, max_items, locked) VALUES (:id, :title, :author, :author, :email, "
-                          ":description, 'en', 'Technology', false, 3, true)"),
+                          ":description, 'en', 'Technology', false, 3, :locked)"),
                      {"id": SHOW.id, "title": SHOW.title, "author": SHOW.author, "email": SHOW.owner_email,
-                      "description": SHOW.description})
+                      "description": SHOW.description, "locked": SHOW.locked})
     engine.dispose()
 
     assert _opened_in_a_new_process(database_url)  # Alembic stamps and upgrades it

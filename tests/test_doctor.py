@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from storage.layout import PROBE_KEY
 from storage.s3 import S3Store
 from tests.s3servers import ACCESS_KEY, SECRET_KEY, WeedServer
-from workers.doctor import PROBE_KEY, check_store
+from workers.doctor import check_store
 
 pytestmark = pytest.mark.s3
 

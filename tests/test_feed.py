@@ -288,7 +288,7 @@ def test_naive_dates_are_read_as_utc() -> None:
     assert pub == datetime(2026, 5, 4, 3, 2, 1, tzinfo=UTC)
 
 
-def test_storage_layout_keys() -> None:
+def test_feeds_rss_keeps_the_storage_layout_names() -> None:
     assert feed_key("founders-hour") == "shows/founders-hour/feed.xml"
     assert feed_key("founders-hour", "t0k3n") == "shows/founders-hour/private/t0k3n/feed.xml"
     assert episode_prefix("founders-hour", "ep-1") == "shows/founders-hour/episodes/ep-1/"

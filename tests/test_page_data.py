@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from feeds.page_data import read_chapters, read_words, word_times_json
-from feeds.page_publish import publish_episode_page, publish_show_page, show_page_key
+from feeds.page_publish import publish_episode_page, publish_show_page
 from feeds.pages import clock, script_json
 from pipeline.errors import FeedError
+from storage.layout import show_page_key
 from storage.objects import LocalStore
 from storage.records import AssetRecord, EpisodeRecord, PersonRecord, ShowRecord
 from workers.serve import make_server

@@ -206,16 +206,16 @@ def test_transcription_reads_the_decode_of_its_analysis(short_room: Path, tmp_pa
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A track's transcription reads the 16 kHz audio its analysis decoded (the track is decoded once per task),
     gets the same words as from a decode of its own, and the kept audio is gone when the task ends."""
-    import pipeline.transcribe
+    import pipeline.packing
 
     decodes: list[Path] = []
-    real_decode = pipeline.transcribe.decode_blocks
+    real_decode = pipeline.packing.decode_blocks
 
     def decode(path: Path, **kwargs: Any) -> Any:
         decodes.append(path)
         return real_decode(path, **kwargs)
 
-    monkeypatch.setattr(pipeline.transcribe, "decode_blocks", decode)
+    monkeypatch.setattr(pipeline.packing, "decode_blocks", decode)
     settings = Settings(store=str(tmp_path / "store"), database_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
                         work_dir=tmp_path / "work")
     job = jobs.ingest(settings, short_room)

@@ -13,7 +13,7 @@ import jiwer
 import numpy as np
 import pytest
 
-from pipeline import transcribe
+from pipeline import packing, whisper_words
 from pipeline.audio import ANALYSIS_RATE, decode
 from pipeline.errors import TranscriptionError
 from pipeline.models import resolve_model
@@ -246,12 +246,12 @@ def test_a_failing_model_names_the_file_and_the_span(clips: dict, model: SpeechM
 
 def test_words_stretched_over_the_packing_silence_keep_their_region() -> None:
     # Word times (chunk seconds) as Whisper gave them on packed chunks: region a, 0.5 s of silence, region b.
-    a, b = transcribe._Piece(0.0, 6.13, 100.0), transcribe._Piece(6.63, 12.0, 200.0)
-    actually = transcribe._ChunkWord(" actually", 5.0, 5.5, 0.9, a)
-    serve = transcribe._ChunkWord(" serve.", 5.0, 5.5, 0.9, a)
+    a, b = packing.Piece(0.0, 6.13, 100.0), packing.Piece(6.63, 12.0, 200.0)
+    actually = whisper_words.ChunkWord(" actually", 5.0, 5.5, 0.9, a)
+    serve = whisper_words.ChunkWord(" serve.", 5.0, 5.5, 0.9, a)
 
-    def region(start: float, end: float, text: str, previous: transcribe._ChunkWord | None) -> transcribe._Piece:
-        return transcribe._piece_of(start, end, text, previous, [a, b])
+    def region(start: float, end: float, text: str, previous: whisper_words.ChunkWord | None) -> packing.Piece:
+        return whisper_words._piece_of(start, end, text, previous, [a, b])
 
     assert region(5.50, 6.52, " use.", actually) == a  # a's last word ends 0.4 s into the silence
     assert region(5.50, 6.52, " use", actually) == a  # in mid-sentence too
@@ -261,8 +261,8 @@ def test_words_stretched_over_the_packing_silence_keep_their_region() -> None:
     assert region(5.72, 6.48, " I", None) == b  # a is quiet bleed: b's first word lies over its end
     assert region(5.72, 6.48, " Great", serve) == b  # after a's last sentence
     assert region(8.0, 8.4, " budget", None) == b
-    word = transcribe._ChunkWord(" use.", 5.50, 6.52, 0.9, a)
-    assert transcribe._to_words([word], 10.0, "u1") == [Word(115.5, 116.13, "use.", "u1", 0.9)]
+    word = whisper_words.ChunkWord(" use.", 5.50, 6.52, 0.9, a)
+    assert whisper_words.to_room_words([word], 10.0, "u1") == [Word(115.5, 116.13, "use.", "u1", 0.9)]
 
 
 def test_packed_chunks_hold_the_track_audio_exactly(tmp_path: Path) -> None:
@@ -272,7 +272,7 @@ def test_packed_chunks_hold_the_track_audio_exactly(tmp_path: Path) -> None:
     regions = (SpeechRegion(1.0, 4.5), SpeechRegion(5.0, 12.25), SpeechRegion(30.0, 100.0), SpeechRegion(119.9, 121.3),
                SpeechRegion(150.0, 170.0), SpeechRegion(199.0, 205.0))  # the last one runs past the track's end
     settings = TranscribeSettings()
-    chunks = list(transcribe._chunks(track, regions, settings, what="t"))
+    chunks = list(packing.speech_chunks(track, regions, settings, what="t"))
     covered = 0
     for audio, pieces in chunks:
         assert audio.size <= settings.chunk_s * ANALYSIS_RATE
@@ -291,7 +291,7 @@ def test_a_long_region_is_cut_where_it_is_quiet() -> None:
     loud[int(18.5 * ANALYSIS_RATE):int(18.6 * ANALYSIS_RATE)] = 0.0  # a breath near the even cut at 20 s
     blocks = (loud[i:i + 7 * ANALYSIS_RATE] for i in range(0, loud.size, 7 * ANALYSIS_RATE))
     region = SpeechRegion(0.0, 40.0)
-    parts = list(transcribe._parts(transcribe._slices(blocks, [region]), [region], 29.5))
+    parts = list(packing._parts(packing._slices(blocks, [region]), [region], 29.5))
     assert [start for start, _ in parts] == [0.0, 18.55]
     assert sum(audio.size for _, audio in parts) == loud.size
 
@@ -305,7 +305,7 @@ def test_streaming_a_long_track_holds_little_audio() -> None:
     regions.insert(300, SpeechRegion(3000.0, 3600.0))
     tracemalloc.start()
     try:
-        chunks = transcribe._packed(transcribe._parts(transcribe._slices((block.copy() for _ in range(180)), regions),
+        chunks = packing._packed(packing._parts(packing._slices((block.copy() for _ in range(180)), regions),
                                                       regions, 29.5), TranscribeSettings())
         count = sum(1 for _ in chunks)
         _size, peak = tracemalloc.get_traced_memory()

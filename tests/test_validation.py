@@ -319,11 +319,11 @@ def test_content_hash_is_remembered_until_a_file_changes(room: Path) -> None:
 def test_a_long_running_worker_remembers_a_bounded_number_of_rooms(room: Path, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Hashes are remembered per room for the process, the least recently used forgotten past their number."""
-    import pipeline.manifest
+    import pipeline.room
     from pipeline.ffmpeg import Remembered
 
-    monkeypatch.setattr(pipeline.manifest, "_DIGESTS", Remembered(2))
+    monkeypatch.setattr(pipeline.room, "_DIGESTS", Remembered(2))
     copies = [shutil.copytree(room, tmp_path / f"copy-{n}" / room.name) for n in range(3)]
-    digests = {pipeline.manifest.content_hash(load_room(c, verify_decoding=False)) for c in copies}
+    digests = {pipeline.room.content_hash(load_room(c, verify_decoding=False)) for c in copies}
     assert len(digests) == 1  # the same contents in other folders
-    assert len(pipeline.manifest._DIGESTS) == 2
+    assert len(pipeline.room._DIGESTS) == 2

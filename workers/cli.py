@@ -601,6 +601,7 @@ def doctor(ctx: click.Context) -> None:
 @click.pass_context
 def serve(ctx: click.Context, folder: Path | None, port: int) -> None:
     """Serve a folder store (default: $ROOMCAST_STORE) on localhost, to look at its pages and feeds."""
+    from storage.layout import show_page_key
     from workers.serve import make_server
 
     root = folder or Path(_settings(ctx).store)
@@ -615,7 +616,7 @@ def serve(ctx: click.Context, folder: Path | None, port: int) -> None:
     shows = sorted(p.name for p in (root / "shows").iterdir() if (p / "index.html").is_file()) \
         if (root / "shows").is_dir() else []
     for show in shows:
-        click.echo(f"  http://{host}:{bound}/shows/{show}/index.html")
+        click.echo(f"  http://{host}:{bound}/{show_page_key(show)}")
     sys.stdout.flush()
     try:
         server.serve_forever()

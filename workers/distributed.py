@@ -18,7 +18,7 @@ from pipeline.errors import InvalidRoom, RoomcastError
 from pipeline.manifest import MANIFEST_NAME, content_hash, load_room
 from storage.leases import LeaseBook
 from storage.objects import open_store
-from workers import jobs, tasks
+from workers import jobs, stages, tasks
 from workers.config import Settings
 from workers.inbox import (
     inbox_prefix,
@@ -31,7 +31,7 @@ from workers.inbox import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUEUES = (tasks.DEFAULT_QUEUE, tasks.TRANSCRIBE_QUEUE)
+DEFAULT_QUEUES = (stages.DEFAULT_QUEUE, stages.TRANSCRIBE_QUEUE)
 
 
 @dataclass(frozen=True)

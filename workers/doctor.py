@@ -15,13 +15,12 @@ import urllib.request
 from dataclasses import dataclass
 from email.message import Message
 
-from feeds.rss import feed_key
+from storage.layout import PROBE_KEY, feed_key
 from storage.objects import ObjectStore
 from storage.records import ShowRecord
 
 log = logging.getLogger(__name__)
 
-PROBE_KEY = "doctor/probe.mp3"
 PROBE_TYPE = "audio/mpeg"
 PROBE_BYTES = bytes(range(256)) * 16
 PLAYER_ORIGIN = "https://player.example.org"

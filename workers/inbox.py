@@ -20,18 +20,15 @@ from pathlib import Path
 
 from pipeline.errors import StorageError
 from pipeline.manifest import MANIFEST_NAME, Room
+from storage.layout import INBOX_PREFIX as INBOX_PREFIX
+from storage.layout import inbox_prefix
 from storage.objects import ObjectInfo, ObjectStore, check_key
 from workers.showcheck import room_feed_meta
 
 log = logging.getLogger(__name__)
 
 STORE_REF = "store:"
-INBOX_PREFIX = "inbox"
 CACHE_INDEX = ".roomcast-objects.json"  # in a materialized folder: the object versions its files came from
-
-
-def inbox_prefix(room_id: str) -> str:
-    return f"{INBOX_PREFIX}/{room_id}/"
 
 
 def is_store_ref(ref: str) -> bool:

@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.analysis import TrackAnalysis, analyse_track
 from pipeline.audio import ANALYSIS_RATE, PcmCopy
+from pipeline.consent import room_consent
 from pipeline.errors import InvalidRoom, MediaError, RoomcastError, StorageError
 from pipeline.manifest import Room, Track, content_hash, load_room
 from pipeline.mix import MixSettings
 from pipeline.transcript import TrackTranscript
+from storage import layout
+from storage.layout import track_voices_key, work_key, work_prefix
 from storage.objects import ObjectStore, open_store
 from storage.records import ShowRecord, SpeakerRecord, TrackRecord
 from workers.config import Settings
@@ -33,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORK_PREFIX = "work"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class Job:
                    tuple(int(i) for i in data["tracks"]))
 
     def result_key(self, name: str) -> str:
-        return f"{WORK_PREFIX}/{self.episode_id}/{self.input_hash[:16]}/{name}"
+        return work_key(self.episode_id, self.input_hash, name)
 
 
 class Context:
@@ -163,7 +165,7 @@ def new_job(settings: Settings, room: Room, digest: str, room_ref: str | Path) -
         from workers.transcription import detect_room_language
 
         language = detect_room_language(settings, room)
-    tracks = tuple(t.index for t in room.published_tracks)
+    tracks = tuple(t.index for t in room_consent(room).tracks)
     # A room in the store keeps its reference, so workers on other machines make their own copy of it.
     ref = str(room_ref) if is_store_ref(str(room_ref)) else str(room.folder)
     return Job(room.id, ref, digest, language, tracks)
@@ -171,14 +173,16 @@ def new_job(settings: Settings, room: Room, digest: str, room_ref: str | Path) -
 
 def set_speakers(catalog: Catalog, room: Room) -> None:
     """The speakers a mixed room's voices turned out to be, in place of those its manifest listed."""
-    catalog.set_speakers(room.id, [SpeakerRecord(s.id, s.name, s.role, s.consent) for s in room.speakers])
+    consent = room_consent(room)
+    catalog.set_speakers(room.id, [SpeakerRecord(s.id, s.name, s.role, consent.allows(s.id)) for s in room.speakers])
 
 
 def record_room(catalog: Catalog, room: Room, digest: str) -> None:
+    consent = room_consent(room)
     catalog.upsert_episode(
         episode_id=room.id, show_id=room.show, title=room.title, description=room.description,
         visibility=room.visibility, language=room.language, recorded_at=room.recorded_at, input_hash=digest,
-        speakers=[SpeakerRecord(s.id, s.name, s.role, s.consent) for s in room.speakers],
+        speakers=[SpeakerRecord(s.id, s.name, s.role, consent.allows(s.id)) for s in room.speakers],
         tracks=[TrackRecord(t.speaker, t.file, t.start, t.info.duration) for t in room.tracks],
     )
 
@@ -242,7 +246,7 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
 
             notify(job.episode_id, f"listening to the voices of {track.file}")
             result["voice"] = track_voice(settings, ctx.store, room, track, analysis, speech,
-                                          job.result_key(f"track-{track_index}-voices.npz"))
+                                          track_voices_key(job.episode_id, job.input_hash, track_index))
         if settings.transcribe:
             from workers.transcription import runs_on, transcribe
 
@@ -272,7 +276,7 @@ def report_tracks(settings: Settings, job: Job, done: int) -> None:
 
 
 def track_result_key(settings: Settings, job: Job, track_index: int) -> str:
-    return job.result_key(f"track-{track_index}{'' if settings.transcribe else '-audio'}.json")
+    return layout.track_result_key(job.episode_id, job.input_hash, track_index, transcribed=settings.transcribe)
 
 
 def load_track_results(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None]]:
@@ -376,7 +380,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
         discard_work(settings, job)
-    ctx.store.delete_prefix(f"{WORK_PREFIX}/{job.episode_id}/")
+    ctx.store.delete_prefix(work_prefix(job.episode_id))
     notify(room.id, "published", 1.0)
     return {"episode": episode.id, "status": episode.status, "duration_s": episode.duration_s,
             "trim_start_s": rendered.trim_start_s, "chapters": len(rendered.chapters),

@@ -25,13 +25,14 @@ from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from pipeline.errors import StorageError
-from pipeline.manifest import MANIFEST_NAME
+from pipeline.room import MANIFEST_NAME
 from storage.catalog import now
+from storage.layout import INBOX_PREFIX
 from storage.leases import LeaseBook, LeaseRecord
 from storage.records import EpisodeRecord
 from storage.stage_runs import StageLog, StageRunRecord
 from workers.config import Settings
-from workers.inbox import INBOX_PREFIX, STORE_REF
+from workers.inbox import STORE_REF
 from workers.jobs import Context
 from workers.pauses import pause
 

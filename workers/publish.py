@@ -26,12 +26,14 @@ from feeds.page_publish import (
     remove_episode_page,
 )
 from feeds.podcast_ext import feed_guid
-from feeds.rss import build_feed, episode_prefix, feed_key
+from feeds.rss import build_feed
 from feeds.shows import ShowConfig, check_artwork, default_artwork, show_config, show_record
 from pipeline.errors import FeedError
-from pipeline.manifest import Room
+from pipeline.room import Room
 from pipeline.soundbites import pick_soundbites
+from storage import layout
 from storage.catalog import Catalog
+from storage.layout import episode_prefix, feed_key
 from storage.objects import ObjectStore, content_type_for
 from storage.records import EPISODE_ARTWORK_PREFIX, AssetRecord, EpisodeRecord, ShowRecord
 from workers.config import Settings
@@ -47,7 +49,7 @@ FEED_CACHE = "public, max-age=300"
 
 def artwork_key(show_id: str, data: bytes, suffix: str = ".jpg") -> str:
     """The artwork's key, named after its content: apps cache covers by URL, so a new cover gets a new one."""
-    return f"shows/{show_id}/artwork-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+    return layout.artwork_key(show_id, hashlib.sha256(data).hexdigest()[:16], suffix)
 
 
 def episode_artwork_name(path: Path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from feeds.shows import show_config
@@ -14,10 +14,11 @@ from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy
 from pipeline.bleed import remove_bleed, room_audio
 from pipeline.chapters import Chapter, build_chapters, intervals_from_transcript
-from pipeline.manifest import Room
+from pipeline.consent import DeclinedVoices, room_consent
 from pipeline.master import MasterResult, MasterSettings, Tags
 from pipeline.mix import MixSettings, plan_mix
 from pipeline.replay import render_replay
+from pipeline.room import Room
 from pipeline.transcript import TrackTranscript, Transcript, merge
 from storage.catalog import Catalog
 from workers.config import Settings
@@ -47,7 +48,7 @@ def write_atomic(path: Path, text: str) -> Path:
 
 def speech_intervals(room: Room, analyses: Sequence[TrackAnalysis], shift: float) -> list[tuple[str, float, float]]:
     """Every consenting speaker's speech regions on the replay clock."""
-    allowed = {t.index for t in room.published_tracks}
+    allowed = room_consent(room).track_indices
     return sorted(
         (a.speaker, max(0.0, a.start + r.start + shift), max(0.0, a.start + r.end + shift))
         for a in analyses if a.track_index in allowed for r in a.regions
@@ -74,10 +75,13 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
                 turns: Sequence[tuple[str, float, float]] | None = None) -> Rendered:
     """``turns``: a mixed recording's speaker turns (room clock), found by voice; its transcripts already carry
     each word's speaker, with declined voices' words left out."""
-    analyses = [a for a, _ in results]
-    names = {s.id: s.name for s in room.consenting_speakers}  # declined speakers never reach any output
-    allowed = set(names)
+    consent = room_consent(room)
+    names = consent.names  # declined speakers never reach any output
     what = f"room {room.id!r}"
+    declined = DeclinedVoices(consent, what=what)
+    tracks = {t.index: t for t in room.tracks}
+    # A declined voice heard on a consenting microphone is silenced there (mixed rooms have theirs already muted).
+    analyses = [replace(a, muted=a.muted + declined.muted(tracks[a.track_index])) for a, _ in results]
 
     def progress(stage: str, total: float):
         def report(seconds: float) -> None:
@@ -93,13 +97,14 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
         if room.is_mixed:
             consenting = [t for _, t in results if t is not None]
         else:
-            consenting = remove_bleed([t for _, t in results if t is not None and t.speaker in allowed],
-                                      room_audio(room))
+            heard = declined.words([t for _, t in results if t is not None])
+            consenting = remove_bleed(heard, room_audio(room))
         transcript = merge(consenting, names, language or room.language or "en").shifted(shift)
     if transcript is not None and transcript.segments:
         intervals = intervals_from_transcript(transcript)
     elif turns is not None:
-        intervals = sorted((who, max(0.0, a + shift), max(0.0, b + shift)) for who, a, b in turns if who in allowed)
+        intervals = sorted((who, max(0.0, a + shift), max(0.0, b + shift))
+                           for who, a, b in turns if consent.allows(who))
     else:
         intervals = speech_intervals(room, analyses, shift)
     chapters = tuple(build_chapters(intervals, duration, speaker_names=names,
@@ -107,7 +112,7 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
 
     catalog.set_stage(room.id, "mixing and encoding", 0.0)
     notify(room.id, "mixing and encoding", 0.0)
-    consenting_names = [s.name for s in room.consenting_speakers]
+    consenting_names = [s.name for s in consent.speakers]
     tags = Tags(
         title=room.title, artist=", ".join(consenting_names), album=show_title(settings, catalog, room.show),
         date=room.recorded_at.strftime("%Y-%m-%d") if room.recorded_at else "",

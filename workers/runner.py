@@ -1,10 +1,11 @@
 """Processing a room in this process, with no broker and no worker.
 
-The stages are the ones the Celery canvas runs (:mod:`workers.jobs`): ``ingest``, then one ``process_track`` per
-track, then ``finish``. With one worker process the canvas itself runs in Celery's eager mode; with more, the
-per-track stage is spread over a pool of processes (one Whisper model each, one CPU thread each, started while
-the room is validated), which is what a chord over tracks does on a set of workers. Without transcription the
-per-track stage (decoding, VAD, loudness) runs on threads: it waits on ffmpeg and on code that releases the GIL.
+The stages are the graph of :mod:`workers.stages` (``ingest``, then one ``track`` per track, then ``finish``),
+retried as the graph says, whichever way they run here. With one worker process the Celery canvas itself runs in
+eager mode; with more, the track nodes are spread over a pool of processes (one Whisper model each, one CPU thread
+each, started while the room is validated), which is what a chord over tracks does on a set of workers. Without
+transcription the track nodes (decoding, VAD, loudness) run on threads: they wait on ffmpeg and on code that
+releases the GIL.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from pipeline import vad
 from pipeline.ffmpeg import AudioInfo, known_probes, remember_probes
 from pipeline.manifest import MANIFEST_NAME, load_room
-from workers import jobs
+from workers import jobs, stages
 from workers.config import Settings
 from workers.progress import notify
 
@@ -51,7 +52,8 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
             room, digest = jobs.load_checked(settings, room_dir)
             job = jobs.new_job(settings, room, digest, room_dir)
             recorder.submit(vad.warm_up)
-            recorded = recorder.submit(jobs.record_job, settings, room, digest)
+            recorded = recorder.submit(stages.with_retries, stages.INGEST,
+                                       lambda _final: jobs.record_job(settings, room, digest), what=f"room {room.id!r}")
             recorder.submit(jobs.load_finish_modules)
             show = recorder.submit(jobs.prepare_show, settings, room.show)  # its artwork drawn on a first episode
             try:
@@ -63,17 +65,24 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
                     jobs.Context.of(settings).catalog.record_failure(job.episode_id, str(exc))
                 raise
         # a show that could not be prepared is prepared again by finish, which records what went wrong
-        return jobs.finish(settings, job, [keys[i] for i in job.tracks],
-                           show=None if show.exception() else show.result())
+        prepared = None if show.exception() else show.result()
+        return _finish(settings, job, keys, show=prepared)
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold model threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         # the workers start (imports, Whisper model) while this process validates the room
         warming = [pool.submit(_warm_up, settings) for _ in range(workers)]
-        job = jobs.ingest(settings, room_dir)
+        job = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
+                                  what=f"room {room_dir.name!r}")
         for warm in warming:
             warm.result()
         keys = _run_tracks(pool, settings, job)
-    return jobs.finish(settings, job, [keys[i] for i in job.tracks])
+    return _finish(settings, job, keys)
+
+
+def _finish(settings: Settings, job: jobs.Job, keys: dict[int, str], **options: Any) -> dict[str, Any]:
+    return stages.with_retries(
+        stages.FINISH, lambda final: jobs.finish(settings, job, [keys[i] for i in job.tracks], final_attempt=final,
+                                                 **options), what=f"room {job.episode_id!r}")
 
 
 def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job, *,
@@ -128,7 +137,9 @@ def _track_count(room_dir: Path) -> int:
 def _process_track(settings: Settings, job: jobs.Job, index: int,
                    probes: dict[tuple[str, int, int, int], AudioInfo], report: bool) -> str:
     remember_probes(probes)
-    return jobs.process_track(settings, job, index, keep_decoded=True, report=report)
+    return stages.with_retries(
+        stages.TRACK, lambda _final: jobs.process_track(settings, job, index, keep_decoded=True, report=report),
+        what=f"room {job.episode_id!r}: track {index}")
 
 
 def _warm_up(settings: Settings) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from feeds.feedmeta import EpisodeMeta, episode_meta
 from feeds.shows import check_artwork, placeholder_warning, show_config
+from pipeline.consent import room_consent
 from pipeline.errors import FeedError
-from pipeline.manifest import Room
+from pipeline.room import Room
 from workers.config import Settings
 
 
@@ -20,7 +21,7 @@ def show_warnings(settings: Settings, show_id: str) -> list[str]:
 
 def room_feed_meta(room: Room) -> EpisodeMeta:
     """The room manifest's ``feed`` object, checked (only consenting speakers' links and wallets are kept)."""
-    names = {s.id: s.name for s in room.consenting_speakers}
+    names = room_consent(room).names
     meta = episode_meta(room.extra.get("feed"), names, where=f"room {room.id!r}: {room.folder / 'room.json'}")
     episode_artwork(room, meta)
     return meta

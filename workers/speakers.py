@@ -23,7 +23,7 @@ from pipeline.analysis import TrackAnalysis
 from pipeline.audio import ANALYSIS_RATE, PcmCopy, decode_blocks
 from pipeline.diarize import Diarization, DiarizeSettings, Turn, diarize
 from pipeline.errors import MediaError
-from pipeline.manifest import Room, Speaker, Track
+from pipeline.room import Room, Speaker, Track
 from pipeline.transcript import Segment, TrackTranscript, Word
 from pipeline.vad import BLOCK_S, SpeechRegion, VadSettings, speech_regions_in
 from pipeline.voices import PRINT_SPEECH_S, VoiceWindows, embed_file, voice_print

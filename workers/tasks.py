@@ -18,13 +18,12 @@ from celery.canvas import Signature
 from pipeline.errors import RoomcastError, StorageError
 from workers import jobs, leases
 from workers.config import Settings, load_settings
+from workers.stages import DEFAULT_QUEUE, FINISH, GRAPH, INGEST, RETRY, TRACK
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TRANSCRIBE_QUEUE = "transcribe"
-DEFAULT_QUEUE = "roomcast"
 
 app = Celery("roomcast")
 app.conf.update(
@@ -35,7 +34,7 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_default_queue=DEFAULT_QUEUE,
-    task_routes={"roomcast.track": {"queue": TRANSCRIBE_QUEUE}},
+    task_routes={stage.task_name: {"queue": stage.queue} for stage in GRAPH if stage.queue != DEFAULT_QUEUE},
     task_time_limit=6 * 3600,
     task_soft_time_limit=6 * 3600 - 60,
     broker_connection_retry_on_startup=True,
@@ -70,7 +69,7 @@ def configure(settings: Settings, *, eager: bool = False, visibility_timeout_s: 
         task_time_limit=settings.stage_time_limit_s,
         task_soft_time_limit=settings.soft_time_limit_s,
     )
-    for name in ("roomcast.ingest", "roomcast.track", "roomcast.finish"):  # bound before this configuration
+    for name in (stage.task_name for stage in GRAPH):  # bound before this configuration
         app.tasks[name].time_limit = settings.stage_time_limit_s
         app.tasks[name].soft_time_limit = settings.soft_time_limit_s
 
@@ -87,16 +86,16 @@ def current_settings() -> Settings:
     return _settings
 
 
-MAX_RETRIES = 8
+MAX_RETRIES = RETRY.max_retries
 
 
 def _transient_retry(task: Task, exc: StorageError) -> Exception:
-    """A retry with exponential backoff for errors that may pass (storage down, network); others fail at once."""
-    if not exc.transient or task.request.retries >= MAX_RETRIES:
+    """The graph's retry (:data:`workers.stages.RETRY`) as a Celery retry; errors that cannot pass fail at once."""
+    countdown = RETRY.delay(task.request.retries, exc)
+    if countdown is None:
         return exc
-    countdown = min(300, 5 * 2 ** task.request.retries)
-    log.warning("task %s: %s; retrying in %d s", task.name, exc, countdown)
-    return task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES)
+    log.warning("task %s: %s; retrying in %.0f s", task.name, exc, countdown)
+    return task.retry(exc=exc, countdown=countdown, max_retries=RETRY.max_retries)
 
 
 def _held(task: Task, ref: leases.StageRef, work: Callable[[], T], *, done: Callable[[], bool] | None = None,
@@ -116,7 +115,7 @@ def _unless_failed(settings: Settings, run: jobs.Job, what: str) -> None:
                             f"{episode.error.splitlines()[0] if episode.error else 'see roomcast status'}")
 
 
-@app.task(name="roomcast.ingest", bind=True)
+@app.task(name=INGEST.task_name, bind=True)
 def ingest_task(self: Task, room_dir: str, skip_published: bool = False) -> Any:
     """Ingest a room (a folder, or ``store:inbox/{id}/``); queued rooms (``skip_published``) already published
     from the same inputs end here."""
@@ -134,7 +133,7 @@ def ingest_task(self: Task, room_dir: str, skip_published: bool = False) -> Any:
     return self.replace(room_canvas(job))
 
 
-@app.task(name="roomcast.track", bind=True)
+@app.task(name=TRACK.task_name, bind=True)
 def track_task(self: Task, job: dict[str, Any], track_index: int) -> str:
     settings = current_settings()
     run = jobs.Job.from_dict(job)
@@ -153,7 +152,7 @@ def track_task(self: Task, job: dict[str, Any], track_index: int) -> str:
         raise _transient_retry(self, exc) from exc
 
 
-@app.task(name="roomcast.finish", bind=True)
+@app.task(name=FINISH.task_name, bind=True)
 def finish_task(self: Task, result_keys: list[str], job: dict[str, Any]) -> dict[str, Any]:
     settings = current_settings()
     run = jobs.Job.from_dict(job)
@@ -163,7 +162,7 @@ def finish_task(self: Task, result_keys: list[str], job: dict[str, Any]) -> dict
             _unless_failed(settings, run, "finish")
         result = _held(self, leases.StageRef(run.episode_id, "finish", run.room_dir),
                        lambda: jobs.finish(settings, run, list(result_keys),
-                                           final_attempt=self.request.retries >= MAX_RETRIES),
+                                           final_attempt=RETRY.is_final(self.request.retries)),
                        done=lambda: jobs.published_from(catalog, run.episode_id, run.input_hash))
         assert result is not None
         return result

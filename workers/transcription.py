@@ -9,8 +9,8 @@ from dataclasses import replace
 from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy, decode_blocks
 from pipeline.devices import choose_device
-from pipeline.manifest import Room, Track
 from pipeline.models import resolve_model
+from pipeline.room import Room, Track
 from pipeline.transcribe import SpeechModel, TranscribeSettings, detect_language, load_model, transcribe_track
 from pipeline.transcript import TrackTranscript
 from pipeline.vad import BLOCK_S, SpeechRegion, VadSettings, speech_regions_in

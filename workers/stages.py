@@ -1,0 +1,86 @@
+"""The stage graph of a room, declared once: ``ingest``, then ``track`` for every consenting track (analysis, voices,
+transcription), then ``finish`` (mix, master, transcripts, chapters, publish).
+
+Executors only decide *where* each node runs: :mod:`workers.runner` runs the graph in this process (the canvas in
+Celery's eager mode with ``-j 1``, the track nodes on a process pool when Whisper runs, on threads when it does not)
+and :mod:`workers.tasks` runs it on Celery workers (a chord over the track nodes whose body is ``finish``). What a
+node does is a function of :mod:`workers.jobs`; how often it is tried again is :data:`RETRY`, the same for every
+executor: a transient storage error (a lost connection, a locked SQLite file) is retried with exponential backoff,
+anything else fails the room at once and is recorded against the episode.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pipeline.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_QUEUE = "roomcast"
+TRANSCRIBE_QUEUE = "transcribe"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a node is tried again: ``max_retries`` times after its first attempt, waiting ``base_s`` doubled at each
+    retry, never more than ``cap_s``; only for errors that may pass (:attr:`StorageError.transient`)."""
+
+    max_retries: int = 8
+    base_s: float = 5.0
+    cap_s: float = 300.0
+
+    def delay(self, retries: int, exc: BaseException) -> float | None:
+        """Seconds to wait before trying again after ``retries`` retries failed with ``exc``; None: fail now."""
+        if not isinstance(exc, StorageError) or not exc.transient or retries >= self.max_retries:
+            return None
+        return float(min(self.cap_s, self.base_s * 2 ** retries))
+
+    def is_final(self, retries: int) -> bool:
+        """Whether the attempt after ``retries`` retries is the last one (its failure is then the room's)."""
+        return retries >= self.max_retries
+
+
+RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One node of the graph: its name (the Celery task is ``roomcast.{name}``), whether it runs once per track,
+    and the queue its Celery task is routed to."""
+
+    name: str
+    per_track: bool
+    queue: str = DEFAULT_QUEUE
+
+    @property
+    def task_name(self) -> str:
+        return f"roomcast.{self.name}"
+
+
+INGEST = Stage("ingest", per_track=False)
+TRACK = Stage("track", per_track=True, queue=TRANSCRIBE_QUEUE)
+FINISH = Stage("finish", per_track=False)
+GRAPH = (INGEST, TRACK, FINISH)
+
+
+def with_retries(stage: Stage, work: Callable[[bool], T], *, what: str, policy: RetryPolicy = RETRY,
+                 sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``work(final_attempt)`` as an executor in this process does, retrying as :data:`RETRY` says."""
+    retries = 0
+    while True:
+        try:
+            return work(policy.is_final(retries))
+        except StorageError as exc:
+            delay = policy.delay(retries, exc)
+            if delay is None:
+                raise
+            log.warning("%s: %s: %s; retrying in %.0f s", what, stage.name, exc, delay)
+            sleep(delay)
+            retries += 1
