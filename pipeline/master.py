@@ -316,6 +316,15 @@ def tag_and_measure(bare: Path, labels: Labels, path: Path, fmt: str, settings: 
     return report
 
 
+def retag(published: Path, labels: Labels, path: Path, fmt: str, *, what: str) -> None:
+    """Make ``path`` of the replay ``published`` with the tags, chapters and cover of ``labels`` instead of its own,
+    by the same stream copy that first tagged it: its audio frames are kept byte for byte (a corrected title or a
+    speaker's new name re-publishes the replay without encoding it)."""
+    run_ffmpeg(["-v", "error", *_tagging(published, labels, path, fmt)], what=f"{what}: retagging {fmt}")
+    if fmt == "mp3" and labels.comment:
+        id3_comment(path, labels.comment, labels.language)
+
+
 def id3_comment(path: Path, comment: str, language: str) -> None:
     """Give the MP3 its comment as the ID3 ``COMM`` frame players show (ffmpeg writes ``TXXX:comment``)."""
     try:

@@ -5,6 +5,7 @@ podcast client subscribed before the edits."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from typing import Any
 import feedparser
 import numpy as np
 import pytest
+from mutagen.id3 import ID3
 
 from pipeline.edits import EditRequest, Span
 from pipeline.errors import InvalidEdit, StorageError
@@ -41,6 +43,23 @@ def _decode(data: bytes, tmp: Path) -> np.ndarray:
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(RATE),
                           "pipe:1"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, dtype=np.float32)
+
+
+def _packets(data: bytes, fmt: str, tmp: Path) -> str:
+    """A digest of the file's audio packets as stored (ffmpeg's md5 muxer on a stream copy): equal digests mean
+    the same encoded audio whatever the tags around it."""
+    path = tmp / f"packets-{hashlib.md5(data).hexdigest()}.{fmt}"
+    path.write_bytes(data)
+    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy", "-f", "md5",
+                           "-"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _ffprobe_tags(data: bytes, tmp: Path) -> dict[str, Any]:
+    path = tmp / f"probe-{hashlib.md5(data).hexdigest()}.m4a"
+    path.write_bytes(data)
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_chapters", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(json.loads(out))
 
 
 def _dbfs(samples: np.ndarray) -> float:
@@ -237,6 +256,7 @@ def test_the_command_line_edits_records_and_refuses(short_room: Path, tmp_path: 
     assert cli("process", str(short_room), "--no-transcribe", "-q").returncode == 0
     store = LocalStore(tmp_path / "store")
     before = _snapshot(store)
+    replays = {f: store.get_bytes(PREFIX + f"replay.{f}") for f in ("mp3", "m4a")}
     bad = cli("episode", "edit", EPISODE, "--remove-speaker", "nobody")
     assert bad.returncode != 0 and "unknown speaker 'nobody'" in bad.stderr
     bad = cli("episode", "edit", EPISODE, "--cut", "0:00:05-0:00:10", "--cut", "8-12")
@@ -247,9 +267,21 @@ def test_the_command_line_edits_records_and_refuses(short_room: Path, tmp_path: 
                "--by", "editor")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["encoded"] is False
-    after = _snapshot(store)
-    assert after[PREFIX + "replay.mp3"] == before[PREFIX + "replay.mp3"]  # no encoding
+    # no encoding: the replays' audio packets are the published ones, their tags and chapters the edited ones
+    for fmt, published in replays.items():
+        edited = store.get_bytes(PREFIX + f"replay.{fmt}")
+        assert edited != published
+        assert _packets(edited, fmt, tmp_path) == _packets(published, fmt, tmp_path), fmt
+    tags = ID3(io.BytesIO(store.get_bytes(PREFIX + "replay.mp3")))
+    assert str(tags["TIT2"]) == "Levels, corrected"
     feed = feedparser.parse(store.get_bytes("shows/founders-hour/feed.xml"))
+    assert str(tags["TALB"]) == feed.feed.title == str(ID3(io.BytesIO(replays["mp3"]))["TALB"])  # the show's title
+    assert "Alice M." in str(tags["TPE1"])
+    chapter_titles = [str(c.sub_frames["TIT2"]) for c in tags.getall("CHAP")]
+    assert chapter_titles and any("Alice M." in t for t in chapter_titles), chapter_titles
+    m4a = _ffprobe_tags(store.get_bytes(PREFIX + "replay.m4a"), tmp_path)
+    assert m4a["format"]["tags"]["title"] == "Levels, corrected"
+    assert any("Alice M." in c["tags"]["title"] for c in m4a["chapters"])
     assert [e.title for e in feed.entries] == ["Levels, corrected"]
     assert '"title": "Alice M.' in store.get_bytes(PREFIX + "chapters.json").decode()
 

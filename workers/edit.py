@@ -39,7 +39,7 @@ from pipeline.edits import (
 )
 from pipeline.errors import InvalidEdit
 from pipeline.manifest import Room, load_room
-from pipeline.master import MasterResult, Tags
+from pipeline.master import Labels, MasterResult, Tags, retag
 from pipeline.mix import MixPlan, MixSettings, TrackPlan, plan_mix, predict_loudness
 from pipeline.replay import render_replay
 from pipeline.transcript import TrackTranscript, Transcript
@@ -188,21 +188,15 @@ def render_state(settings: Settings, ctx: Context, room: Room, basis: dict[str, 
     chapters = edit_chapters([Chapter(float(a), float(b), str(t), str(s)) for a, b, t, s in basis["chapters"]],
                              state, transcript, names)
     title = state.title if state.title is not None else basis["title"]
+    tags = _tags(settings, ctx.catalog, room, basis, state, names, title)
     files: dict[str, Path] = {}
     master = MasterResult((), 0.0, 0.0, 0)
     if audio:
         notify(room.id, "mixing and encoding", 0.0)
-        master = _render_audio(settings, room, basis, state, workspace, first, tones, chapters, names, title, cover)
+        master = _render_audio(settings, room, basis, state, workspace, first, tones, chapters, tags, cover)
         files.update({f"replay.{f.format}": f.path for f in master.files})
-    elif replays is not None:
-        files.update(replays)
     else:
-        episode = ctx.catalog.get_episode(room.id)
-        assert episode is not None
-        for asset in episode.assets:
-            if asset.name.startswith("replay."):
-                files[asset.name] = workspace / asset.name
-                ctx.store.download(asset.key, files[asset.name])
+        files.update(_retagged(ctx, room, workspace, Labels.written(workspace, tags, chapters, cover), replays))
     files["chapters.json"] = write_atomic(workspace / "chapters.json", formats.chapters_json(chapters))
     if transcript is not None:
         files["transcript.json"] = write_atomic(workspace / "transcript.json", formats.podcast_json(transcript))
@@ -215,9 +209,39 @@ def render_state(settings: Settings, ctx: Context, room: Room, basis: dict[str, 
                     master)
 
 
+def _tags(settings: Settings, catalog: Catalog, room: Room, basis: dict[str, Any], state: EditState,
+          names: dict[str, str], title: str) -> Tags:
+    """The replay's tags after the edits: its album is its show's title, as the first run gave it."""
+    from workers.render import show_title
+
+    return Tags(title=title, artist=", ".join(names.values()), album=show_title(settings, catalog, room.show),
+                date=room.recorded_at.strftime("%Y-%m-%d") if room.recorded_at else "",
+                comment=state.description if state.description is not None else room.description,
+                language=basis.get("language") or room.language or "")
+
+
+def _retagged(ctx: Context, room: Room, workspace: Path, labels: Labels,
+              replays: dict[str, Path] | None) -> dict[str, Path]:
+    """The replays as published (or as this run made them: ``replays``) with the edited tags and chapters, by a
+    stream copy: a metadata edit encodes nothing, and the files' own titles and chapters agree with the feed's."""
+    if replays is None:
+        episode = ctx.catalog.get_episode(room.id)
+        assert episode is not None
+        replays = {}
+        for asset in episode.assets:
+            if asset.name.startswith("replay."):
+                replays[asset.name] = workspace / f"published-{asset.name}"
+                ctx.store.download(asset.key, replays[asset.name])
+    files = {}
+    for name, published in replays.items():
+        files[name] = workspace / name
+        retag(published, labels, files[name], Path(name).suffix[1:], what=f"episode {room.id!r}")
+    return files
+
+
 def _render_audio(settings: Settings, room: Room, basis: dict[str, Any], state: EditState, workspace: Path,
                   first: Transcript | None, tones: Sequence[Span], chapters: Sequence[Chapter],
-                  names: dict[str, str], title: str, cover: Path | None) -> MasterResult:
+                  tags: Tags, cover: Path | None) -> MasterResult:
     """The replay mixed again with the first run's decisions (its gains, delays and window, so its clock holds),
     removed speakers' tracks left out, then cut, bleeped and muted, mastered and encoded."""
     from workers.render import master_settings
@@ -235,10 +259,6 @@ def _render_audio(settings: Settings, room: Room, basis: dict[str, Any], state: 
     own = {s: [Span(a.start - shift, a.start + a.duration - shift) for a in analyses if a.speaker == s]
            for s in state.removed}
     mutes = mute_spans(first.words if first is not None else (), state.removed, own)
-    tags = Tags(title=title, artist=", ".join(names.values()), album=room.show,
-                date=room.recorded_at.strftime("%Y-%m-%d") if room.recorded_at else "",
-                comment=state.description if state.description is not None else room.description,
-                language=basis.get("language") or room.language or "")
     _plan, master = render_replay(
         room, analyses, workspace, tags=tags, chapters=chapters, cover=cover, plan=plan,
         settings=master_settings(settings, room.show),
