@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 SYSTEM_PACKAGES=(ffmpeg espeak-ng sox redis-server postgresql gpodder fonts-dejavu-core python3-venv python3-pip
                  chromium)
+# npm for axe-core and podcast-partytime (tests): Debian's nodejs and npm, unless a Node.js with npm is already
+# there (NodeSource's nodejs bundles npm and conflicts with Debian's npm package)
+command -v npm >/dev/null 2>&1 || SYSTEM_PACKAGES+=(nodejs npm)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -77,7 +77,11 @@ class Cluster:
         return self.status(episode_id)
 
     def feed_titles(self) -> list[str]:
-        return [e.title for e in feedparser.parse(self.store.get_bytes(f"shows/{SHOW}/feed.xml")).entries]
+        """The titles in the show's feed (none before its first episode made one)."""
+        key = f"shows/{SHOW}/feed.xml"
+        if not self.store.exists(key):
+            return []
+        return [e.title for e in feedparser.parse(self.store.get_bytes(key)).entries]
 
     def cli(self, *args: str) -> str:
         env = {**self.env, "ROOMCAST_CACHE_DIR": str(self.folder / "cli-cache"),
