@@ -218,6 +218,47 @@ def test_a_mixed_room_of_silence_or_one_voice_publishes(show: dict[str, Any], ge
     assert published["speakers"] == {"host": "Mia Chen"}
 
 
+@pytest.mark.slow
+@pytest.mark.model
+def test_a_voice_removed_after_publishing_is_gone_from_the_audio_and_every_text(show: dict[str, Any]) -> None:
+    """``roomcast episode edit --remove-speaker`` on a mixed room (last in this module: it edits the fixture's
+    episode): the voice shares its track with the others, so its turns are silenced in the mix, its words leave
+    every text, its name the page and the feed, and the others are still heard."""
+    episode = show["mixed"]["episode"]
+    folder = _episode(show, episode)
+    before = _words(show, episode)
+    assert "zoe" in before["speakers"] and any(w["speaker"] == "zoe" for w in before["words"])
+    done = _cli(show, "-q", "episode", "edit", episode, "--remove-speaker", "zoe", "--by", "moderator")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["encoded"] is True
+
+    after = _words(show, episode)
+    assert "zoe" not in after["speakers"] and all(w["speaker"] != "zoe" for w in after["words"])
+    assert [w["text"] for w in after["words"]] == [w["text"] for w in before["words"] if w["speaker"] != "zoe"]
+    for path in folder.iterdir():
+        if path.suffix in (".json", ".srt", ".vtt", ".txt", ".html"):
+            assert "Brien" not in path.read_text(encoding="utf-8"), path.name
+    assert "Alice Martin" in (folder / "index.html").read_text(encoding="utf-8")
+    feed = ElementTree.parse(Path(show["settings"].store) / "shows" / SHOW / "feed.xml")
+    item = next(i for i in feed.iter("item") if f"/{episode}/" in (i.findtext("link") or ""))
+    assert {p.text for p in item.iter(f"{{{PODCAST_NS}}}person")} == {"Alice Martin"}
+    assert "Brien" not in ElementTree.tostring(item, encoding="unicode")
+
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(folder / "replay.mp3"), "-ac", "1", "-ar", "16000",
+                          "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    audio = np.frombuffer(raw, dtype=np.float32)
+    trim = show["mixed"]["trim_start_s"]
+    turns = _truth_on_replay(show["mixed_room"], trim)
+    levels: dict[str, list[float]] = {"zoe": [], "alice": []}
+    for start, end, speaker in turns:
+        if any(a < end and b > start for a, b, s in turns if s != speaker) or end - start < 1.2:
+            continue  # only the part of a turn nobody else speaks over, 0.3 s in from each edge
+        piece = audio[int((start + 0.3) * 16000):int((end - 0.3) * 16000)].astype(np.float64)
+        levels[speaker].append(float(20 * np.log10(np.sqrt(np.mean(piece ** 2)) + 1e-12)))
+    assert levels["zoe"] and max(levels["zoe"]) < -50.0, levels
+    assert levels["alice"] and min(levels["alice"]) > -35.0, levels
+
+
 def test_validate_explains_a_mixed_room(short_room: Path, generated: Path) -> None:
     mixed = mix_down(short_room, generated, room_id="validate-mixed")
     ok = CliRunner().invoke(main, ["validate", str(mixed)])

@@ -299,6 +299,40 @@ def test_mixed_recording_on_the_workers_names_known_voices(cluster: Cluster, sho
     assert "Novák" not in json.dumps(item, default=str)
 
 
+@pytest.mark.postgres
+def test_an_edit_queued_for_the_workers_is_published_in_place(cluster: Cluster, short_room: Path,
+                                                               tmp_path: Path) -> None:
+    """``roomcast submit --edit``: a bad edit is refused before it is queued; a good one runs on a worker, which
+    fetches the room from the inbox, cuts the replay and publishes it under the same guid and keys."""
+    from storage import edit_log
+
+    room = room_variant(short_room, tmp_path, "dist-edit")
+    assert submit_room(cluster.settings, room).outcome == "queued"
+    assert cluster.wait_done(["dist-edit"], 180) == {"dist-edit": "published"}
+    first = cluster.catalog.get_episode("dist-edit")
+    keys = sorted(a.key for a in first.assets)
+    item = next(e for e in cluster.feed().entries if "dist-edit" in e.link)
+    env = {**cluster.env, "ROOMCAST_CACHE_DIR": str(tmp_path / "cache"), "ROOMCAST_WORK_DIR": str(tmp_path / "w")}
+    runner = CliRunner()
+
+    bad = runner.invoke(main, ["submit", "--edit", "dist-edit", "--remove-speaker", "nobody"], env=env)
+    assert bad.exit_code != 0 and "unknown speaker 'nobody'" in bad.output, bad.output
+    assert edit_log.edits(cluster.catalog, "dist-edit") == []
+
+    queued = runner.invoke(main, ["submit", "--edit", "dist-edit", "--cut", "2-4", "--title", "Cut on a worker",
+                                  "--by", "moderator"], env=env)
+    assert queued.exit_code == 0 and "edit queued" in queued.output, queued.output
+    wait_for(lambda: [e.status for e in edit_log.edits(cluster.catalog, "dist-edit")] == ["done"], 180,
+             what="the queued edit to finish")
+    edited = cluster.catalog.get_episode("dist-edit")
+    assert edited.guid == first.guid and sorted(a.key for a in edited.assets) == keys
+    assert abs((first.duration_s - edited.duration_s) - 2.0) < 0.1, (first.duration_s, edited.duration_s)
+    items = [e for e in cluster.feed().entries if "dist-edit" in e.link]
+    assert [e.title for e in items] == ["Cut on a worker"] and items[0].id == item.id
+    history = runner.invoke(main, ["episode", "history", "dist-edit"], env=env)
+    assert "by moderator [done]" in history.output and "cut 0:00:02.000-0:00:04.000" in history.output
+
+
 TINY_SCRIPT = """# room id=tiny-room show=founders-hour title="Tiny room" language=en
 # speaker alice name="Alice Martin" role=host voice=en-us+f3 level=-20 codec=opus rate=48000
 # speaker bob name="Bob Okafor" voice=en-gb+m3 level=-30 codec=wav rate=16000

@@ -18,7 +18,8 @@ from __future__ import annotations
 import getpass
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ from pipeline.master import Labels, MasterResult, Tags, retag
 from pipeline.mix import MixPlan, MixSettings, TrackPlan, plan_mix, predict_loudness
 from pipeline.replay import render_replay
 from pipeline.transcript import TrackTranscript, Transcript
+from pipeline.vad import SpeechRegion
 from storage import edit_log
 from workers.config import Settings
 from workers.progress import notify
@@ -65,8 +67,10 @@ def current_user() -> str:
 
 
 def keep_basis(catalog: Catalog, room: Room, job: Job, results: Sequence[tuple[TrackAnalysis,
-               TrackTranscript | None]], rendered: Rendered) -> None:
-    """Keep in the catalog what a run made that edits are computed from."""
+               TrackTranscript | None]], rendered: Rendered,
+               turns: Sequence[tuple[str, float, float]] | None = None) -> None:
+    """Keep in the catalog what a run made that edits are computed from (``turns``: a mixed room's speaker
+    turns on the room clock, found by voice)."""
     analyses = [a for a, _ in results]
     plan = plan_mix(room, analyses, MixSettings())
     data = {
@@ -80,6 +84,7 @@ def keep_basis(catalog: Catalog, room: Room, job: Job, results: Sequence[tuple[T
         "speakers": [s.id for s in room.consenting_speakers],
         "names": {s.id: s.name for s in room.consenting_speakers},
         "title": room.title, "description": room.description,
+        "turns": [[speaker, start, end] for speaker, start, end in turns or ()],
     }
     edit_log.save_basis(catalog, room.id, job.input_hash, data)
 
@@ -247,7 +252,8 @@ def _render_audio(settings: Settings, room: Room, basis: dict[str, Any], state: 
     from workers.render import master_settings
 
     mix_settings = MixSettings()
-    analyses = [TrackAnalysis.from_dict(a) for a in basis["analyses"]]
+    analyses = [_silenced(TrackAnalysis.from_dict(a), basis.get("turns") or (), state.removed)
+                for a in basis["analyses"]]
     by_index = {a.track_index: a for a in analyses}
     kept = [TrackPlan(int(i), float(g), float(d)) for i, g, d in basis["plan"]["tracks"]
             if by_index[int(i)].speaker not in state.removed]
@@ -264,6 +270,16 @@ def _render_audio(settings: Settings, room: Room, basis: dict[str, Any], state: 
         settings=master_settings(settings, room.show),
         transform=lambda blocks: edited_blocks(blocks, mix_settings.sample_rate, state, tones=tones, mutes=mutes))
     return master
+
+
+def _silenced(analysis: TrackAnalysis, turns: Sequence[Sequence[Any]], removed: Collection[str]) -> TrackAnalysis:
+    """``analysis`` with the turns of removed speakers silenced (a mixed room: their voice is on a track shared
+    with others, so their whole turns are muted, as a declined voice's are on the first run; where another voice
+    speaks over them, it is muted with them)."""
+    end = analysis.start + analysis.duration
+    spans = [SpeechRegion(max(0.0, float(a) - analysis.start), min(float(b), end) - analysis.start)
+             for speaker, a, b in turns if speaker in removed and float(b) > analysis.start and float(a) < end]
+    return replace(analysis, muted=(*analysis.muted, *spans)) if spans else analysis
 
 
 def apply_recorded(settings: Settings, ctx: Context, room: Room, rendered: Rendered, workspace: Path,

@@ -366,7 +366,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
         copies = {i: decoded_copy(settings, job, i) for i in job.tracks}
         rendered = render_room(settings, ctx.catalog, room, results, workspace, language=job.language, cover=cover,
                                copies=copies, turns=turns)
-        keep_basis(ctx.catalog, room, job, results, rendered)  # what later edits are computed from
+        keep_basis(ctx.catalog, room, job, results, rendered, turns)  # what later edits are computed from
         rendered, corrections = apply_recorded(settings, ctx, room, rendered, workspace, cover)
         if settings.voice_library and not room.is_mixed:  # the show's voice library learns from the room
             remember_voices(settings, ctx.catalog, room, [v for _, _, v in heard], [a for a, _ in results])
