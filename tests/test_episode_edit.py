@@ -163,6 +163,9 @@ def test_edits_after_publish(short_room: Path, server: WeedServer, tmp_path: Pat
     for name in TEXTS:
         text = store.get_bytes(PREFIX + name).decode()
         assert "Brien" not in text and '"zoe"' not in text, name
+    page = store.get_bytes(PREFIX + "index.html").decode()  # the episode page: no name, no lane, no turn
+    assert "Brien" not in page and "Alice Martin" in page
+    assert "Brien" not in store.get_bytes("shows/founders-hour/index.html").decode()
     feed_xml = store.get_bytes("shows/founders-hour/feed.xml").decode()
     assert "Brien" not in feed_xml
     feed = feedparser.parse(feed_xml)
