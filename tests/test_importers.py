@@ -310,3 +310,25 @@ def test_scan_of_an_inbox_of_raw_outputs(livekit_raw: Path, redis: RedisServer, 
     assert "other-room-20261123-180000: queued" in second.output
     assert redis.client().llen("roomcast") == 2
     assert (tmp_path / "store" / "inbox" / "other-room-20261123-180000" / "room.json").is_file()
+
+
+@pytest.mark.redis
+def test_submit_imports_a_raw_output_and_queues_it_once(livekit_raw: Path, redis: RedisServer,
+                                                       tmp_path: Path) -> None:
+    """``roomcast submit --source``: the platform's output is imported, uploaded to the inbox as a room and
+    queued; submitting the same output again is a duplicate (the import is the same room, byte for byte)."""
+    env = _env(tmp_path) | {"ROOMCAST_BROKER_URL": redis.url}
+    runner = CliRunner()
+    first = runner.invoke(main, ["submit", "--source", "livekit", str(livekit_raw)], env=env)
+    assert first.exit_code == 0, first.output
+    assert "founders-live-20261123-180000: queued" in first.output
+    second = runner.invoke(main, ["submit", "--source", "livekit", str(livekit_raw)], env=env)
+    assert second.exit_code == 0 and "founders-live-20261123-180000: duplicate" in second.output, second.output
+    assert redis.client().llen("roomcast") == 1
+    uploaded = tmp_path / "store" / "inbox" / "founders-live-20261123-180000"
+    room = json.loads((uploaded / "room.json").read_text(encoding="utf-8"))
+    assert sorted({t["speaker"] for t in room["tracks"]}) == sorted(s["id"] for s in room["speakers"])
+    assert all((uploaded / t["file"]).is_file() for t in room["tracks"])
+    bad = runner.invoke(main, ["submit", "--source", "twilio", str(livekit_raw)], env=env)
+    assert bad.exit_code != 0 and str(livekit_raw.name) in bad.output, bad.output
+    assert redis.client().llen("roomcast") == 1
