@@ -234,14 +234,19 @@ class Catalog:
             s.execute(update(Episode).where(Episode.id == episode_id).values(**values))
             s.execute(update(Job).where(Job.episode_id == episode_id, Job.status == "running").values(**values))
 
-    def set_failed(self, episode_id: str, error: str) -> None:
-        """Mark the latest run of an episode failed; rooms that never made it into the catalog get a row too."""
+    def set_failed(self, episode_id: str, error: str, *, still_published: bool = False) -> None:
+        """Mark the latest run of an episode failed; rooms that never made it into the catalog get a row too.
+        ``still_published``: what the run published already stays published (replay first: the replay is out,
+        its transcripts failed), the error recorded beside it."""
         with self.session() as s:
             row = s.get(Episode, episode_id)
             if row is None:
                 row = Episode(id=episode_id, show_id="", title=episode_id, guid="", visibility="unlisted")
                 s.add(row)
-            row.status, row.error = "failed", error[:20_000]
+            keep = still_published and row.status == "published"
+            row.status, row.error = "published" if keep else "failed", error[:20_000]
+            if keep:
+                row.stage = "published without transcripts: see the error"
             s.flush()
             self._close_jobs(s, episode_id, "failed", error[:20_000])
 
@@ -275,6 +280,16 @@ class Catalog:
             row.status, row.stage, row.progress, row.error = "published", "published", 1.0, ""
             list_episode(row, duration_s, published_at)
             self._close_jobs(s, episode_id, "done", "")
+
+    def mark_replay_published(self, episode_id: str, duration_s: float, next_stage: str) -> None:
+        """Mark the episode published while its run goes on (replay first: its transcripts follow): listeners get
+        it now; its run stays open, at ``next_stage``, until :meth:`mark_published` closes it."""
+        with self.session() as s:
+            row = self._episode_row(s, episode_id)
+            row.status, row.stage, row.progress, row.error = "published", next_stage, 0.0, ""
+            list_episode(row, duration_s, None)
+            s.execute(update(Job).where(Job.episode_id == episode_id, Job.status == "running")
+                      .values(stage=next_stage, progress=0.0))
 
     def mark_unpublished(self, episode_id: str) -> None:
         with self.session() as s:

@@ -228,7 +228,7 @@ def episode_record(row: Episode) -> EpisodeRecord:
         id=row.id, show=row.show_id, title=row.title, description=row.description, visibility=row.visibility,
         guid=row.guid, status=row.status, stage=row.stage, progress=row.progress, error=row.error,
         language=row.language, recorded_at=utc_or_none(row.recorded_at), published_at=utc_or_none(row.published_at),
-        duration_s=row.duration_s, feed_meta=row.feed_meta or "",
+        duration_s=row.duration_s, feed_meta=row.feed_meta or "", input_hash=row.input_hash or "",
         assets=tuple(AssetRecord(a.name, a.key, a.size, a.content_type, a.md5) for a in row.assets),
         persons=tuple(PersonRecord(p.name, p.role) for p in row.speakers if p.consent),
     )

@@ -84,6 +84,7 @@ class EpisodeRecord:
     assets: tuple[AssetRecord, ...] = field(default_factory=tuple)
     persons: tuple[PersonRecord, ...] = field(default_factory=tuple)
     feed_meta: str = ""  # JSON of the manifest's "feed" object as checked at publish (feeds.feedmeta)
+    input_hash: str = ""  # the content hash of the inputs of its latest run
 
     def asset(self, name: str) -> AssetRecord | None:
         return next((a for a in self.assets if a.name == name), None)

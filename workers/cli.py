@@ -136,6 +136,8 @@ def import_command(source: str, path: Path, out_dir: Path | None, show: str | No
 @click.option("--no-transcribe", is_flag=True, help="Publish replay, chapters and feed without running Whisper.")
 @click.option("--device", type=DEVICE_CHOICE, default=None,
               help="Where Whisper runs: auto (a CUDA GPU when there is one, else the CPU; default), cpu or cuda.")
+@click.option("--replay-first", is_flag=True, default=None,
+              help="Publish the replay and its feed item as soon as it is mixed; the transcripts follow.")
 @click.option("--min-chapter", "min_chapter_s", type=float, default=None, help="Shortest chapter, in seconds.")
 @click.option("--public-url", default=None, help="Base URL of published objects (default: $ROOMCAST_PUBLIC_URL).")
 @click.option("-j", "--processes", type=click.IntRange(min=1), default=None,
@@ -144,7 +146,7 @@ def import_command(source: str, path: Path, out_dir: Path | None, show: str | No
 @click.pass_context
 def process(ctx: click.Context, room_dir: Path, source: str | None, out_dir: Path | None, store: str | None,
             model: str | None, no_transcribe: bool, min_chapter_s: float | None, public_url: str | None,
-            processes: int | None, quiet: bool, device: str | None) -> None:
+            processes: int | None, quiet: bool, device: str | None, replay_first: bool | None) -> None:
     """Process ROOM_DIR in this process: validate, analyse, transcribe, mix, master, publish."""
     if source is not None:
         room_dir = _imported(ctx, source, room_dir)
@@ -160,6 +162,7 @@ def process(ctx: click.Context, room_dir: Path, source: str | None, out_dir: Pat
     settings = _settings(ctx).replace(
         store=str(out_dir) if out_dir is not None else store, model=model, min_chapter_s=min_chapter_s,
         public_url=public_url, transcribe=False if no_transcribe else None, device=device,
+        replay_first=replay_first or None,
     )
     _check_device(settings)
     started = time.monotonic()
@@ -329,17 +332,20 @@ def scan(ctx: click.Context, inbox: str, requeue_after_s: float | None, source: 
               help="Run Whisper on tracks (default on; $ROOMCAST_TRANSCRIBE=0 turns it off).")
 @click.option("--device", type=DEVICE_CHOICE, default=None,
               help="Where Whisper runs: auto (a CUDA GPU when there is one, else the CPU; default), cpu or cuda.")
+@click.option("--replay-first/--no-replay-first", default=True, envvar="ROOMCAST_REPLAY_FIRST", show_default=True,
+              help="Publish each replay and its feed item as soon as it is mixed, its transcripts in a second "
+                   "publish of the same episode.")
 @click.option("--visibility-timeout", "visibility_timeout_s", type=float, default=None,
               envvar="ROOMCAST_VISIBILITY_TIMEOUT",
               help="Seconds before a task taken by a worker that died is delivered again (default 7 h; must "
                    "exceed the longest task).")
 @click.pass_context
 def worker(ctx: click.Context, concurrency: int, queues: str, hostname: str | None, transcribe: bool | None,
-           visibility_timeout_s: float | None, device: str | None) -> None:
+           visibility_timeout_s: float | None, device: str | None, replay_first: bool) -> None:
     """Run a Celery worker on $ROOMCAST_BROKER_URL for queued rooms."""
     from workers.distributed import run_worker
 
-    settings = _settings(ctx).replace(transcribe=transcribe, device=device)
+    settings = _settings(ctx).replace(transcribe=transcribe, device=device, replay_first=replay_first)
     _check_device(settings)
     run_worker(settings, concurrency=concurrency, queues=tuple(q.strip() for q in queues.split(",") if q.strip()),
                hostname=hostname, visibility_timeout_s=visibility_timeout_s,

@@ -43,6 +43,9 @@ class Settings:
     # "cpu" or "cuda" (refused where there is no GPU).
     device: str = "auto"
     transcribe: bool = True
+    # Publish the replay (with chapters from speaker turns) as soon as it is mixed, its transcripts in a second
+    # publish of the same episode (workers.stages.PHASES); on by default for workers (roomcast worker).
+    replay_first: bool = False
     min_chapter_s: float = 30.0
     channels: int = 1
     opus: bool = False
@@ -112,6 +115,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ROOMCAST_MIN_CHAPTER_S": ("min_chapter_s", float),
     "ROOMCAST_CHANNELS": ("channels", int),
     "ROOMCAST_VOICE_LIBRARY": ("voice_library", flag),
+    "ROOMCAST_REPLAY_FIRST": ("replay_first", flag),
     "ROOMCAST_KEEP_DECODED_MB": ("keep_decoded_mb", int),
     "ROOMCAST_PODPING_URL": ("podping_url", str),
     "ROOMCAST_PODPING_TOKEN": ("podping_token", str),

@@ -12,7 +12,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from storage import layout
 from storage.layout import track_voices_key, work_key, work_prefix
 from storage.objects import ObjectStore, open_store
 from storage.records import ShowRecord, SpeakerRecord, TrackRecord
+from workers import stages
 from workers.config import Settings
 from workers.inbox import STORE_REF, is_store_ref, materialize
 from workers.progress import notify
@@ -47,15 +48,29 @@ class Job:
     input_hash: str
     language: str | None
     tracks: tuple[int, ...]
+    phase: str = stages.FULL  # which run of the tracks and the finish this is (:data:`workers.stages.PHASES`)
 
     def to_dict(self) -> dict[str, Any]:
         return {"episode_id": self.episode_id, "room_dir": self.room_dir, "input_hash": self.input_hash,
-                "language": self.language, "tracks": list(self.tracks)}
+                "language": self.language, "tracks": list(self.tracks), "phase": self.phase}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
         return cls(str(data["episode_id"]), str(data["room_dir"]), str(data["input_hash"]), data.get("language"),
-                   tuple(int(i) for i in data["tracks"]))
+                   tuple(int(i) for i in data["tracks"]), str(data.get("phase") or stages.FULL))
+
+    def in_phase(self, phase: str) -> Job:
+        return replace(self, phase=phase)
+
+
+def phases(settings: Settings) -> tuple[str, ...]:
+    """The phases a room runs in with ``settings`` (replay first, or one full run)."""
+    return stages.phases(transcribe=settings.transcribe, replay_first=settings.replay_first)
+
+
+def run_settings(settings: Settings, job: Job) -> Settings:
+    """The settings of ``job``'s phase: the replay phase transcribes nothing."""
+    return settings if stages.transcribes(job.phase) or not settings.transcribe else settings.replace(transcribe=False)
 
     def result_key(self, name: str) -> str:
         return work_key(self.episode_id, self.input_hash, name)
@@ -65,7 +80,7 @@ class Context:
     """Opened resources for one process: the store, and the catalog (opened when first used: SQLAlchemy and the
     migrations take about half a second, which a run spends while its tracks are analysed), once per settings."""
 
-    _cache: dict[Settings, Context] = {}
+    _cache: dict[tuple[str, str | None, str], Context] = {}
     _lock = threading.Lock()
 
     def __init__(self, settings: Settings) -> None:
@@ -95,10 +110,12 @@ class Context:
 
     @classmethod
     def of(cls, settings: Settings) -> Context:
+        """The context of ``settings``' store and catalog (settings differing in nothing else share one)."""
+        key = (settings.store, settings.public_url, settings.database_url)
         with cls._lock:
-            if settings not in cls._cache:
-                cls._cache[settings] = cls(settings)
-            return cls._cache[settings]
+            if key not in cls._cache:
+                cls._cache[key] = cls(settings)
+            return cls._cache[key]
 
 
 def room_folder(settings: Settings, room_ref: str | Path) -> Path:
@@ -224,12 +241,17 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
     ``keep_decoded``: the mix will run on this machine (an in-process run), so the analysis keeps the track
     decoded at the mixing rate for it, when the room's copies fit (:func:`copies_fit`). ``report``: record in the
     catalog how many of the room's tracks are done, or that the room failed on this track (an in-process run
-    reports from its own thread instead, :func:`report_tracks`, as the episode may still be being recorded)."""
+    reports from its own thread instead, :func:`report_tracks`, as the episode may still be being recorded).
+    In the ``words`` phase the track's analysis and voices are those the ``replay`` phase stored, when stored."""
+    settings = run_settings(settings, job)
     ctx = Context.of(settings)
     key = track_result_key(settings, job, track_index)
     if ctx.store.exists(key):
         log.info("room %s: track %d already done (%s)", job.episode_id, track_index, key)
         return key
+    earlier = layout.track_result_key(job.episode_id, job.input_hash, track_index, transcribed=False)
+    heard = json.loads(ctx.store.get_bytes(earlier)) if job.phase == stages.WORDS and ctx.store.exists(earlier) \
+        else None
     room = load_room(room_folder(settings, job.room_dir), verify_decoding=False)  # validated by ingest
     track = next(t for t in room.tracks if t.index == track_index)
     what = f"room {room.id!r}: {track.file}"
@@ -237,11 +259,15 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
     if copy is not None and not copies_fit(settings, room, copy):
         copy = None
     voiced = room.is_mixed or settings.voice_library  # voices are told apart, or kept in the show's library
-    speech = speech_copy(settings, job, track) if settings.transcribe or voiced else None
+    speech = speech_copy(settings, job, track) if (settings.transcribe or voiced) and heard is None else None
     try:
-        analysis = analyse_track(track, what=what, copy=copy, keep=speech)
-        result: dict[str, Any] = {"analysis": analysis.to_dict(), "transcript": None, "voice": None}
-        if voiced:
+        if heard is not None:
+            analysis = TrackAnalysis.from_dict(heard["analysis"])
+            result: dict[str, Any] = {"analysis": heard["analysis"], "transcript": None, "voice": heard.get("voice")}
+        else:
+            analysis = analyse_track(track, what=what, copy=copy, keep=speech)
+            result = {"analysis": analysis.to_dict(), "transcript": None, "voice": None}
+        if voiced and heard is None:
             from workers.speakers import track_voice
 
             notify(job.episode_id, f"listening to the voices of {track.file}")
@@ -258,7 +284,7 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
             result["transcribed_on"] = runs_on(settings)
     except MediaError as exc:
         if report:  # the track cannot be worked on, however often it is tried: its room has failed
-            ctx.catalog.record_failure(job.episode_id, str(exc))
+            ctx.catalog.record_failure(job.episode_id, str(exc), still_published=job.phase == stages.WORDS)
         raise
     finally:
         if speech is not None:
@@ -270,13 +296,21 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
     return key
 
 
+def track_stage(settings: Settings, job: Job) -> str:
+    """What the tracks of ``job`` are going through, as ``roomcast status`` says it."""
+    if job.phase == stages.WORDS:
+        return TRANSCRIBING
+    return "analysing and transcribing tracks" if run_settings(settings, job).transcribe else "analysing tracks"
+
+
 def report_tracks(settings: Settings, job: Job, done: int) -> None:
-    Context.of(settings).catalog.set_stage(job.episode_id, "analysing and transcribing tracks",
+    Context.of(settings).catalog.set_stage(job.episode_id, track_stage(settings, job),
                                            done / max(1, len(job.tracks)))
 
 
 def track_result_key(settings: Settings, job: Job, track_index: int) -> str:
-    return layout.track_result_key(job.episode_id, job.input_hash, track_index, transcribed=settings.transcribe)
+    return layout.track_result_key(job.episode_id, job.input_hash, track_index,
+                                   transcribed=run_settings(settings, job).transcribe)
 
 
 def load_track_results(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None]]:
@@ -322,16 +356,22 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
            show: ShowRecord | None = None) -> dict[str, Any]:
     """Mix, master, write transcripts and chapters, publish. Returns a summary of the published episode.
     A transient storage error fails the episode only on the ``final_attempt`` (a task retries the others).
-    ``show``: the room's show, prepared already (:func:`prepare_show`, while the tracks were analysed)."""
+    ``show``: the room's show, prepared already (:func:`prepare_show`, while the tracks were analysed).
+    The ``replay`` phase publishes the replay and leaves the run open for the ``words`` phase, which publishes the
+    episode again with its transcripts, re-tagging the replays published by the first rather than mixing again."""
     from feeds.rss import feed_key
     from workers.edit import apply_recorded, keep_basis
     from workers.publish import ensure_show, publish_episode
     from workers.render import render_room
     from workers.showcheck import episode_cover, show_warnings
 
+    settings = run_settings(settings, job)
     ctx = Context.of(settings)
     if published_from(ctx.catalog, job.episode_id, job.input_hash):
         return already_published(settings, job)  # a redelivered finish whose first run had completed
+    first = job.phase == stages.REPLAY
+    if first and replay_out(ctx.catalog, job.episode_id, job.input_hash):
+        return already_published(settings, job)  # a redelivered first finish: the words phase follows it
     room = load_room(room_folder(settings, job.room_dir), verify_decoding=False)  # validated by ingest
     workspace = Path(settings.work_dir) / job.episode_id / job.input_hash[:16]
     if workspace.exists():
@@ -364,24 +404,27 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
             results = list(zip(found.analyses, said, strict=True))
             set_speakers(ctx.catalog, room)
         copies = {i: decoded_copy(settings, job, i) for i in job.tracks}
+        replays = published_replays(ctx, job, workspace) if job.phase == stages.WORDS else None
         rendered = render_room(settings, ctx.catalog, room, results, workspace, language=job.language, cover=cover,
-                               copies=copies, turns=turns)
+                               copies=copies, turns=turns, replays=replays)
         keep_basis(ctx.catalog, room, job, results, rendered, turns)  # what later edits are computed from
         rendered, corrections = apply_recorded(settings, ctx, room, rendered, workspace, cover)
         if settings.voice_library and not room.is_mixed:  # the show's voice library learns from the room
             remember_voices(settings, ctx.catalog, room, [v for _, _, v in heard], [a for a, _ in results])
-        episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered, before_feeds=corrections)
+        episode = publish_episode(settings, ctx.store, ctx.catalog, room, rendered, before_feeds=corrections,
+                                  then=TRANSCRIBING if first else None)
     except Exception as exc:
         if isinstance(exc, StorageError) and exc.transient and not final_attempt:  # the task retries: not over
             ctx.catalog.set_stage(room.id, f"retrying: {exc}"[:128])
         else:
-            ctx.catalog.record_failure(room.id, str(exc))
+            ctx.catalog.record_failure(room.id, str(exc), still_published=job.phase == stages.WORDS)
         raise
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
-        discard_work(settings, job)
-    ctx.store.delete_prefix(work_prefix(job.episode_id))
-    notify(room.id, "published", 1.0)
+        discard_work(settings, job)  # the words phase re-tags the published replays: it mixes nothing
+    if not first:  # the words phase reuses the replay phase's analyses
+        ctx.store.delete_prefix(work_prefix(job.episode_id))
+    notify(room.id, "replay published; transcribing" if first else "published", 1.0)
     return {"episode": episode.id, "status": episode.status, "duration_s": episode.duration_s,
             "trim_start_s": rendered.trim_start_s, "chapters": len(rendered.chapters),
             "warnings": [w for analysis, _ in results for w in analysis.warnings] + show_warnings(settings, room.show),
@@ -389,6 +432,40 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
             "transcribed_on": transcribed_on(stored),
             "encoding_passes": rendered.master.passes, "encoding_notes": list(rendered.master.notes),
             "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(room.show))}
+
+
+TRANSCRIBING = "replay published; transcribing tracks"
+
+
+def fail_room(settings: Settings, job: Job, error: str) -> None:
+    """Record ``job``'s room failed (unless a stage recorded it already); in the words phase its published replay
+    stays published, the error beside it."""
+    catalog = Context.of(settings).catalog
+    episode = catalog.get_episode(job.episode_id)
+    if episode is not None and episode.status != "failed":
+        catalog.record_failure(job.episode_id, error, still_published=job.phase == stages.WORDS)
+
+
+def replay_out(catalog: Catalog, episode_id: str, digest: str) -> bool:
+    """Whether the replay phase of a run over these inputs has published the episode."""
+    episode = catalog.get_episode(episode_id)
+    return episode is not None and episode.status == "published" and episode.input_hash == digest
+
+
+def published_replays(ctx: Context, job: Job, folder: Path) -> dict[str, Path] | None:
+    """The replays the replay phase of ``job``'s run published, downloaded into ``folder`` (None when the
+    episode holds none of these inputs: the words phase then mixes them itself)."""
+    episode = ctx.catalog.get_episode(job.episode_id)
+    if episode is None or not replay_out(ctx.catalog, job.episode_id, job.input_hash):
+        return None
+    replays = {a.name: a for a in episode.assets if a.name.startswith("replay.")}
+    if not replays:
+        return None
+    files = {}
+    for name, asset in sorted(replays.items()):
+        files[name] = folder / f"published-{name}"
+        ctx.store.download(asset.key, files[name])
+    return files
 
 
 def remember_voices(settings: Settings, catalog: Catalog, room: Room, voices: list[dict[str, Any] | None],

@@ -43,7 +43,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class StageRef:
-    """A stage of a room: ``stage`` is ``ingest``, ``track-N`` or ``finish``; ``room_ref`` starts the room again."""
+    """A stage of a room: ``stage`` is ``ingest``, ``track-N`` or ``finish`` (``track-N-replay`` and
+    ``finish-replay`` in the replay phase of replay first); ``room_ref`` starts the room again."""
 
     episode_id: str
     stage: str

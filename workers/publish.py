@@ -80,9 +80,11 @@ def ensure_show(settings: Settings, store: ObjectStore, catalog: Catalog, show_i
 
 
 def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, room: Room,
-                    rendered: Rendered, *, before_feeds: Callable[[], None] | None = None) -> EpisodeRecord:
+                    rendered: Rendered, *, before_feeds: Callable[[], None] | None = None,
+                    then: str | None = None) -> EpisodeRecord:
     """Store the episode's files under its keys (replacing what was there), then list it and rebuild its
-    show's feeds. ``before_feeds``: catalog corrections to make once the files are stored (an edit's)."""
+    show's feeds. ``before_feeds``: catalog corrections to make once the files are stored (an edit's).
+    ``then``: the run goes on at this stage (replay first: the replay is out, its transcripts follow)."""
     show = catalog.get_show(room.show) or ensure_show(settings, store, catalog, room.show)
     token = catalog.ensure_private_token(show.id) if room.visibility == "private" else None
     prefix = episode_prefix(show.id, room.id, token)
@@ -107,7 +109,10 @@ def publish_episode(settings: Settings, store: ObjectStore, catalog: Catalog, ro
     publish_episode_page(store, show, listed)  # before the feeds and the show page that link to it
     pause(settings, "before-feed", room.id)  # test hook (Settings.test_pause): a no-op unless a test sets it
     rebuild_feeds(settings, store, catalog, show.id)
-    catalog.mark_published(room.id, rendered.duration_s)  # only now: whoever sees "published" finds it in the feed
+    if then is not None:  # only now: whoever sees "published" finds it in the feed
+        catalog.mark_replay_published(room.id, rendered.duration_s, then)
+    else:
+        catalog.mark_published(room.id, rendered.duration_s)
     episode = catalog.get_episode(room.id)
     assert episode is not None
     return episode

@@ -15,7 +15,7 @@ from pipeline.audio import PcmCopy
 from pipeline.bleed import remove_bleed, room_audio
 from pipeline.chapters import Chapter, build_chapters, intervals_from_transcript
 from pipeline.consent import DeclinedVoices, room_consent
-from pipeline.master import MasterResult, MasterSettings, Tags
+from pipeline.master import Labels, MasterResult, MasterSettings, Tags, retag
 from pipeline.mix import MixSettings, plan_mix
 from pipeline.replay import render_replay
 from pipeline.room import Room
@@ -72,9 +72,11 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
                 results: Sequence[tuple[TrackAnalysis, TrackTranscript | None]], workspace: Path,
                 *, language: str | None, cover: Path | None = None,
                 copies: Mapping[int, PcmCopy] | None = None,
-                turns: Sequence[tuple[str, float, float]] | None = None) -> Rendered:
+                turns: Sequence[tuple[str, float, float]] | None = None,
+                replays: Mapping[str, Path] | None = None) -> Rendered:
     """``turns``: a mixed recording's speaker turns (room clock), found by voice; its transcripts already carry
-    each word's speaker, with declined voices' words left out."""
+    each word's speaker, with declined voices' words left out. ``replays``: the room's replays as published from
+    the same inputs (replay first), re-tagged with this rendering's tags and chapters instead of mixed again."""
     consent = room_consent(room)
     names = consent.names  # declined speakers never reach any output
     what = f"room {room.id!r}"
@@ -110,20 +112,28 @@ def render_room(settings: Settings, catalog: Catalog, room: Room,
     chapters = tuple(build_chapters(intervals, duration, speaker_names=names,
                                     min_chapter_s=settings.min_chapter_s, transcript=transcript))
 
-    catalog.set_stage(room.id, "mixing and encoding", 0.0)
-    notify(room.id, "mixing and encoding", 0.0)
+    stage = "re-tagging the replay" if replays else "mixing and encoding"
+    catalog.set_stage(room.id, stage, 0.0)
+    notify(room.id, stage, 0.0)
     consenting_names = [s.name for s in consent.speakers]
     tags = Tags(
         title=room.title, artist=", ".join(consenting_names), album=show_title(settings, catalog, room.show),
         date=room.recorded_at.strftime("%Y-%m-%d") if room.recorded_at else "",
         comment=room.description, language=language or room.language or "",
     )
-    _plan, mastered = render_replay(
-        room, analyses, workspace, tags=tags, chapters=chapters, cover=cover, plan=plan,
-        settings=master_settings(settings, room.show), progress=progress("mixing and encoding", duration),
-        copies=copies)
-
-    files: dict[str, Path] = {f"replay.{f.format}": f.path for f in mastered.files}
+    files: dict[str, Path] = {}
+    if replays:
+        labels = Labels.written(workspace, tags, chapters, cover)
+        for name, published in sorted(replays.items()):
+            files[name] = workspace / name
+            retag(published, labels, files[name], Path(name).suffix[1:], what=what)
+        mastered = MasterResult((), 0.0, 0.0, 0)
+    else:
+        _plan, mastered = render_replay(
+            room, analyses, workspace, tags=tags, chapters=chapters, cover=cover, plan=plan,
+            settings=master_settings(settings, room.show), progress=progress("mixing and encoding", duration),
+            copies=copies)
+        files.update({f"replay.{f.format}": f.path for f in mastered.files})
     files["chapters.json"] = write_atomic(workspace / "chapters.json", formats.chapters_json(chapters))
     if transcript is not None:
         files["transcript.json"] = write_atomic(workspace / "transcript.json", formats.podcast_json(transcript))

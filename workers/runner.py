@@ -1,7 +1,8 @@
 """Processing a room in this process, with no broker and no worker.
 
-The stages are the graph of :mod:`workers.stages` (``ingest``, then one ``track`` per track, then ``finish``),
-retried as the graph says, whichever way they run here. With one worker process the Celery canvas itself runs in
+The stages are the graph of :mod:`workers.stages` (``ingest``, then one ``track`` per track, then ``finish``, in
+each of the room's phases: replay first runs the tracks and the finish twice), retried as the graph says,
+whichever way they run here. With one worker process the Celery canvas itself runs in
 eager mode; with more, the track nodes are spread over a pool of processes (one Whisper model each, one CPU thread
 each, started while the room is validated), which is what a chord over tracks does on a set of workers. Without
 transcription the track nodes (decoding, VAD, loudness) run on threads: they wait on ffmpeg and on code that
@@ -14,11 +15,13 @@ import json
 import logging
 import multiprocessing
 import os
+import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from pipeline import vad
+from pipeline.errors import RoomcastError
 from pipeline.ffmpeg import AudioInfo, known_probes, remember_probes
 from pipeline.manifest import MANIFEST_NAME, load_room
 from workers import jobs, stages
@@ -71,12 +74,27 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         # the workers start (imports, Whisper model) while this process validates the room
         warming = [pool.submit(_warm_up, settings) for _ in range(workers)]
+        started = time.monotonic()
         job = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
                                   what=f"room {room_dir.name!r}")
-        for warm in warming:
-            warm.result()
-        keys = _run_tracks(pool, settings, job)
-    return _finish(settings, job, keys)
+        phases = jobs.phases(settings)
+        first_listen = None
+        if phases[0] == stages.REPLAY:  # the replay out first: its tracks need no model, its mix no transcript
+            replay = job.in_phase(stages.REPLAY)
+            _finish(settings, replay, _run_tracks(pool, settings, replay))
+            first_listen = time.monotonic() - started
+        job = job.in_phase(phases[-1])
+        try:
+            for warm in warming:
+                warm.result()  # a model that cannot load fails the room here (its replay stays out)
+            keys = _run_tracks(pool, settings, job)
+        except RoomcastError as exc:
+            jobs.fail_room(settings, job, str(exc))
+            raise
+    summary = _finish(settings, job, keys)
+    if first_listen is not None:
+        summary["replay_published_after_s"] = round(first_listen, 2)
+    return summary
 
 
 def _finish(settings: Settings, job: jobs.Job, keys: dict[int, str], **options: Any) -> dict[str, Any]:
@@ -91,7 +109,8 @@ def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job, *,
     in the catalog meanwhile, and the modules of the finish loaded after), the tracks' progress is reported from
     here once it is, and a failure to record it ends the run at once."""
     keys: dict[int, str] = {}
-    notify(job.episode_id, "analysing and transcribing tracks", 0.0)
+    stage = jobs.track_stage(settings, job)
+    notify(job.episode_id, stage, 0.0)
     order = _heaviest_first(settings, job)
     probes = known_probes()  # every track was probed by ingest here: a worker process need not probe them again
     futures = {pool.submit(_process_track, settings, job, index, probes, recorded is None): index for index in order}
@@ -104,7 +123,7 @@ def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job, *,
             result = future.result()  # a track's failure, or the catalog's, ends the run here
             if future is not recorded:
                 keys[futures[future]] = result
-                notify(job.episode_id, "analysing and transcribing tracks", len(keys) / len(job.tracks))
+                notify(job.episode_id, stage, len(keys) / len(job.tracks))
         if recorded is not None and recorded.done():
             jobs.report_tracks(settings, job, len(keys))
     return keys

@@ -1,6 +1,13 @@
 """The stage graph of a room, declared once: ``ingest``, then ``track`` for every consenting track (analysis, voices,
 transcription), then ``finish`` (mix, master, transcripts, chapters, publish).
 
+*Replay first* (:data:`PHASES`): the tracks and the finish run twice over. The ``replay`` phase analyses the tracks
+without transcribing them and publishes the replay, its chapters from speaker turns, its page and its feed item as
+soon as the mix is made; the ``words`` phase then transcribes the tracks (reusing the first phase's analyses and
+voices) and publishes the same episode again, same guid and keys, with its transcripts and titled chapters, its
+replays only re-tagged (a stream copy: the audio is mixed and encoded once). Without replay first one ``full``
+phase does both at once.
+
 Executors only decide *where* each node runs: :mod:`workers.runner` runs the graph in this process (the canvas in
 Celery's eager mode with ``-j 1``, the track nodes on a process pool when Whisper runs, on threads when it does not)
 and :mod:`workers.tasks` runs it on Celery workers (a chord over the track nodes whose body is ``finish``). What a
@@ -68,6 +75,21 @@ INGEST = Stage("ingest", per_track=False)
 TRACK = Stage("track", per_track=True, queue=TRANSCRIBE_QUEUE)
 FINISH = Stage("finish", per_track=False)
 GRAPH = (INGEST, TRACK, FINISH)
+
+
+# The phases a room's tracks and finish run in, in order.
+REPLAY, WORDS, FULL = "replay", "words", "full"
+PHASES = {True: (REPLAY, WORDS), False: (FULL,)}
+
+
+def phases(*, transcribe: bool, replay_first: bool) -> tuple[str, ...]:
+    """The phases of a room's run: replay first only means something when the room is transcribed."""
+    return PHASES[replay_first and transcribe]
+
+
+def transcribes(phase: str) -> bool:
+    """Whether the tracks are transcribed in ``phase`` (when the settings transcribe at all)."""
+    return phase != REPLAY
 
 
 def with_retries(stage: Stage, work: Callable[[bool], T], *, what: str, policy: RetryPolicy = RETRY,

@@ -3,7 +3,9 @@
 The canvas for one room: ``ingest`` validates it and settles its language, then replaces itself with a chord
 over the room's tracks (``track``: analyse + transcribe, on the ``transcribe`` queue) whose body is ``finish``
 (mix, master, chapters, transcripts, publish). Tasks pass job descriptions and storage keys, never audio.
-The same canvas runs in-process with ``task_always_eager`` (``roomcast process``) and on workers.
+The same canvas runs in-process with ``task_always_eager`` (``roomcast process``) and on workers. Replay first
+(:data:`workers.stages.PHASES`): the ``replay`` phase's finish, once the replay is out, replaces itself with the
+chord of the ``words`` phase.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from celery.canvas import Signature
 from pipeline.errors import RoomcastError, StorageError
 from workers import jobs, leases
 from workers.config import Settings, load_settings
-from workers.stages import DEFAULT_QUEUE, FINISH, GRAPH, INGEST, RETRY, TRACK
+from workers.stages import DEFAULT_QUEUE, FINISH, GRAPH, INGEST, REPLAY, RETRY, TRACK, WORDS
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +132,7 @@ def ingest_task(self: Task, room_dir: str, skip_published: bool = False) -> Any:
             job = jobs.ingest(settings, room_dir)
     except StorageError as exc:
         raise _transient_retry(self, exc) from exc
-    return self.replace(room_canvas(job))
+    return self.replace(room_canvas(job.in_phase(jobs.phases(settings)[0])))
 
 
 @app.task(name=TRACK.task_name, bind=True)
@@ -144,12 +146,16 @@ def track_task(self: Task, job: dict[str, Any], track_index: int) -> str:
             if jobs.published_from(jobs.Context.of(settings).catalog, run.episode_id, run.input_hash):
                 return key  # a copy delivered again after its room was published (and its work/ results removed)
             _unless_failed(settings, run, f"track {track_index}")
-        result = _held(self, leases.StageRef(run.episode_id, f"track-{track_index}", run.room_dir),
+        stage = f"track-{track_index}" + ("-replay" if run.phase == REPLAY else "")
+        result = _held(self, leases.StageRef(run.episode_id, stage, run.room_dir),
                        lambda: jobs.process_track(settings, run, track_index), done=lambda: store.exists(key))
         assert result is not None
         return result
     except StorageError as exc:
         raise _transient_retry(self, exc) from exc
+    except RoomcastError as exc:  # e.g. a model that cannot load: the room fails, what is published stays
+        jobs.fail_room(settings, run, f"track {track_index}: {exc}")
+        raise
 
 
 @app.task(name=FINISH.task_name, bind=True)
@@ -157,17 +163,25 @@ def finish_task(self: Task, result_keys: list[str], job: dict[str, Any]) -> dict
     settings = current_settings()
     run = jobs.Job.from_dict(job)
     catalog = jobs.Context.of(settings).catalog
+    first = run.phase == REPLAY
+
+    def done() -> bool:
+        return jobs.published_from(catalog, run.episode_id, run.input_hash) or (
+            first and jobs.replay_out(catalog, run.episode_id, run.input_hash))
+
     try:
         if not self.request.is_eager:
             _unless_failed(settings, run, "finish")
-        result = _held(self, leases.StageRef(run.episode_id, "finish", run.room_dir),
+        result = _held(self, leases.StageRef(run.episode_id, f"finish-{run.phase}" if first else "finish",
+                                             run.room_dir),
                        lambda: jobs.finish(settings, run, list(result_keys),
-                                           final_attempt=RETRY.is_final(self.request.retries)),
-                       done=lambda: jobs.published_from(catalog, run.episode_id, run.input_hash))
-        assert result is not None
-        return result
+                                           final_attempt=RETRY.is_final(self.request.retries)), done=done)
     except StorageError as exc:
         raise _transient_retry(self, exc) from exc
+    if first:  # the replay is out (or was, for a copy delivered again): the transcripts follow
+        return self.replace(room_canvas(run.in_phase(WORDS)))
+    assert result is not None
+    return result
 
 
 @app.task(name="roomcast.edit", bind=True)
