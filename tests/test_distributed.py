@@ -61,7 +61,8 @@ class Cluster:
         deadline = time.monotonic() + timeout
         statuses: dict[str, str] = {}
         while time.monotonic() < deadline:
-            statuses = {e: getattr(self.catalog.get_episode(e), "status", "absent") for e in episode_ids}
+            # "published" with its run still open is replay first's first publish: the transcripts follow
+            statuses = {e: self._status(e) for e in episode_ids}
             if all(s in ("published", "failed") for s in statuses.values()):
                 return statuses
             if callable(between):
@@ -69,6 +70,14 @@ class Cluster:
             time.sleep(poll)
         logs = "\n".join(f"--- {w.name}\n{w.text()[-4000:]}" for w in self.workers)
         raise AssertionError(f"not done within {timeout:.0f} s: {statuses}\n{logs}")
+
+    def _status(self, episode_id: str) -> str:
+        episode = self.catalog.get_episode(episode_id)
+        if episode is None:
+            return "absent"
+        if episode.status == "published" and episode.stage != "published":
+            return f"published ({episode.stage})"
+        return episode.status
 
     def feed(self, show: str = "founders-hour") -> feedparser.FeedParserDict:
         return feedparser.parse(self.store.get_bytes(f"shows/{show}/feed.xml"))
@@ -262,7 +271,8 @@ def test_scan_of_an_s3_inbox(cluster: Cluster, short_room: Path, s3_server: Weed
 
 @pytest.mark.model
 def test_worker_with_transcription(cluster: Cluster, short_room: Path, tmp_path: Path) -> None:
-    """A worker with Whisper on its own broker database: the replay comes with a speaker-attributed transcript."""
+    """A worker with Whisper on its own broker database, replay first (the workers' default): the replay is
+    published first, then the same episode with a speaker-attributed transcript."""
     url = cluster.redis.url.replace("/0", "/5")
     worker = cluster.worker("whisper", "--transcribe", ROOMCAST_BROKER_URL=url, ROOMCAST_TRANSCRIBE="1")
     settings = cluster.settings.replace(broker_url=url, transcribe=True)
@@ -277,6 +287,11 @@ def test_worker_with_transcription(cluster: Cluster, short_room: Path, tmp_path:
     vtt = next(a for a in episode.assets if a.name == "transcript.vtt")
     body = cluster.store.get_bytes(vtt.key).decode()
     assert "<v Alice Martin>" in body and "Novák" not in body
+    from storage.stage_runs import StageLog
+
+    finishes = [r.stage for r in StageLog(cluster.catalog).runs("dist-words") if r.stage.startswith("finish")]
+    assert finishes == ["finish-replay", "finish"], finishes
+    assert [e.title for e in cluster.feed().entries].count("Room dist-words") == 1
 
 
 def test_mixed_recording_on_the_workers_names_known_voices(cluster: Cluster, short_room: Path,
