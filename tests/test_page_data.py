@@ -114,3 +114,54 @@ def test_serve_answers_byte_ranges_and_hides_metadata(served: str) -> None:
         urllib.request.urlopen(served + ".roomcast-meta/a.mp3.json")
     assert missing.value.code == 404
     missing.value.close()
+
+
+def test_downloads_sharing_tags_and_the_show_page(tmp_path: Path) -> None:
+    """With a public URL: every download the episode page lists is a published object of the episode, the feed's
+    address is given, OpenGraph and Twitter tags carry absolute addresses (``og:audio`` the MP3); the show page
+    lists its episodes newest first, each linking to its page, with the feed's address and subscribe links."""
+    import re
+    from html import unescape
+
+    base = "https://cdn.example.org/pod/"
+    store = LocalStore(tmp_path / "store", public_url=base)
+    art = store.put_bytes("shows/s/artwork-ab12.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    names = ("replay.mp3", "replay.m4a", "transcript.vtt", "transcript.srt", "transcript.txt", "transcript.json",
+             "chapters.json")
+    show = ShowRecord(id="s", title="Show", author="a", owner_name="a", owner_email="a@example.com",
+                      description="About the show", artwork_key=art.key)
+    episodes = []
+    for n, day in ((1, 2), (2, 9)):
+        prefix = f"shows/s/episodes/e{n}/"
+        infos = [store.put_bytes(prefix + name, b"x" * 10) for name in names if name != "chapters.json"]
+        infos.append(store.put_bytes(prefix + "chapters.json", json.dumps(
+            {"version": "1.2.0", "chapters": [{"startTime": 0, "title": "Opening"}]}).encode()))
+        infos.append(store.put_bytes(prefix + "words.json", _words((0.0, 0.5, "hello", "a"))))
+        episodes.append(EpisodeRecord(
+            id=f"e{n}", show="s", title=f"Episode {n}", description="d", visibility="public", guid=f"g{n}",
+            recorded_at=datetime(2026, 1, day, tzinfo=UTC), duration_s=2.0,
+            assets=tuple(AssetRecord(i.key.rsplit("/", 1)[1], i.key, i.size, i.content_type, i.md5) for i in infos)))
+    html = store.get_bytes(publish_episode_page(store, show, episodes[0])).decode()
+
+    downloads = html[html.index('class="downloads"'):]
+    links = [unescape(h) for h in re.findall(r'<li><a href="([^"]+)"', downloads)]
+    assert set(names) <= set(links)
+    assert all(store.exists("shows/s/episodes/e1/" + link) for link in links)
+    assert re.search(r'Podcast feed for your app: <a href="\.\./\.\./feed\.xml"', downloads)
+
+    def meta(attribute: str, name: str) -> str:
+        found = re.search(rf'<meta {attribute}="{re.escape(name)}" content="([^"]*)"', html)
+        assert found, name
+        return unescape(found.group(1))
+
+    assert meta("property", "og:audio") == base + "shows/s/episodes/e1/replay.mp3"
+    assert meta("property", "og:image") == base + art.key
+    assert meta("property", "og:title") == "Episode 1" and meta("name", "twitter:title") == "Episode 1"
+    assert meta("name", "twitter:card")
+    assert '"@type": "PodcastEpisode"' in html or '"@type":"PodcastEpisode"' in html
+
+    show_html = store.get_bytes(publish_show_page(store, show, list(reversed(episodes)))).decode()
+    pages = re.findall(r'<h3><a href="([^"]+)"', show_html)
+    assert pages == ["episodes/e2/index.html", "episodes/e1/index.html"]  # newest first
+    assert base + "shows/s/feed.xml" in show_html
+    assert "pktc://subscribe/" in show_html and "antennapod-subscribe://" in show_html
