@@ -129,8 +129,13 @@ class StopsMidPublish(S3Store):
         return info
 
 
-def test_server_stopped_mid_publish_keeps_old_feed_and_rerun_completes(short_room: Path, tmp_path: Path) -> None:
+def test_server_stopped_mid_publish_keeps_old_feed_and_rerun_completes(short_room: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server stays down past the last retry of the finish (no retries here, so the test does not wait out
+    the backoff): the room fails, the feed is the one before, and a run once the server is back publishes it."""
     import os
+
+    import workers.stages
 
     server = WeedServer(tmp_path / "weed")
     server.start()
@@ -147,10 +152,16 @@ def test_server_stopped_mid_publish_keeps_old_feed_and_rerun_completes(short_roo
         context = Context(crashing)
         context.store = StopsMidPublish("rc-crash", "")
         context.store.server = server  # type: ignore[attr-defined]
-        Context._cache[crashing] = context
+        normal = Context.of(settings)
+        Context._cache[Context.key(crashing)] = context  # the same store and catalog, reached through the stub
         room = variant(short_room, tmp_path, id="ep-during", title="During the outage")
-        with pytest.raises(StorageError):
-            process_room(crashing, room, processes=2)
+        monkeypatch.setattr(workers.stages, "RETRY", workers.stages.RetryPolicy(max_retries=0))
+        try:
+            with pytest.raises(StorageError):
+                process_room(crashing, room, processes=2)
+        finally:
+            Context._cache[Context.key(settings)] = normal
+            monkeypatch.undo()
 
         server.start()
         deadline = time.monotonic() + 60

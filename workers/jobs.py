@@ -108,10 +108,15 @@ class Context:
                     context._catalog.engine.dispose(close=False)
             cls._cache.clear()
 
+    @staticmethod
+    def key(settings: Settings) -> tuple[str, str | None, str]:
+        """What a context depends on: settings differing in nothing else share one."""
+        return settings.store, settings.public_url, settings.database_url
+
     @classmethod
     def of(cls, settings: Settings) -> Context:
-        """The context of ``settings``' store and catalog (settings differing in nothing else share one)."""
-        key = (settings.store, settings.public_url, settings.database_url)
+        """The context of ``settings``' store and catalog."""
+        key = cls.key(settings)
         with cls._lock:
             if key not in cls._cache:
                 cls._cache[key] = cls(settings)

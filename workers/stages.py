@@ -92,9 +92,11 @@ def transcribes(phase: str) -> bool:
     return phase != REPLAY
 
 
-def with_retries(stage: Stage, work: Callable[[bool], T], *, what: str, policy: RetryPolicy = RETRY,
+def with_retries(stage: Stage, work: Callable[[bool], T], *, what: str, policy: RetryPolicy | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run ``work(final_attempt)`` as an executor in this process does, retrying as :data:`RETRY` says."""
+    """Run ``work(final_attempt)`` as an executor in this process does, retrying as ``policy`` (by default
+    :data:`RETRY`, read at each call) says."""
+    policy = policy or RETRY
     retries = 0
     while True:
         try:
