@@ -263,15 +263,6 @@ def parse_ebur128_summary(stderr: str, *, what: str) -> LoudnessReport:
     return LoudnessReport(**values)
 
 
-def parse_integrated(stderr: str) -> float:
-    """Integrated loudness from an ebur128 summary (SILENCE_LUFS for a silent input)."""
-    summary = stderr[stderr.rfind("Summary:"):] if "Summary:" in stderr else ""
-    found = _SUMMARY["integrated_lufs"].search(summary)
-    if not found or found.group(1) == "-inf":
-        return SILENCE_LUFS
-    return float(found.group(1))
-
-
 def ride_gain(samples: np.ndarray, rate: int, *, target_dbfs: float = -20.0, window_s: float = 0.4,
               max_gain_db: float = 30.0, floor_dbfs: float = -65.0) -> np.ndarray:
     """``samples`` (mono float32) with a slow gain riding each ``window_s`` stretch towards ``target_dbfs`` RMS:

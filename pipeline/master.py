@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from mutagen.id3 import COMM, ID3, ID3NoHeaderError
 from pipeline.audio import stream_pcm
 from pipeline.chapters import Chapter
 from pipeline.errors import MediaError
-from pipeline.ffmpeg import ProgressCallback, run_ffmpeg
+from pipeline.ffmpeg import run_ffmpeg
 from pipeline.loudness import MEASURE_BLOCK_S, LoudnessReport, measure_blocks
 
 log = logging.getLogger(__name__)
@@ -159,32 +157,6 @@ def master_formats(settings: MasterSettings) -> list[str]:
     return ["mp3", "m4a"] + (["opus"] if settings.opus else [])
 
 
-def master(mix_path: Path, mix_lufs: float, out_dir: Path, *, tags: Tags, chapters: Sequence[Chapter],
-           cover: Path | None = None, settings: MasterSettings = MasterSettings(), what: str,
-           progress: ProgressCallback | None = None) -> MasterResult:
-    """Encode ``mix_path`` to ``out_dir/replay.mp3`` and ``replay.m4a`` (and ``replay.opus``) at the target.
-
-    Each format is encoded and verified in its own ffmpeg process, the formats side by side, so a format that
-    misses is the only one encoded again. (Publishing renders in one pass from the tracks instead:
-    :mod:`pipeline.replay`.)
-    """
-    formats = master_formats(settings)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="roomcast-master-", dir=out_dir) as tmp:
-        labels = Labels.written(Path(tmp), tags, chapters, cover)
-        job = _FormatJob(mix_path, settings.target - mix_lufs, labels, Path(tmp), settings, what, progress)
-        with ThreadPoolExecutor(max_workers=len(formats)) as pool:
-            results = list(pool.map(job.run, formats))
-        final = []
-        for encoded, _gain, _limiter, _passes, _notes in results:
-            target = out_dir / f"replay.{encoded.format}"
-            os.replace(encoded.path, target)
-            final.append(EncodedFile(target, encoded.format, encoded.loudness))
-    lead = results[0]
-    return MasterResult(tuple(final), round(lead[1], 2), round(lead[2], 2), max(r[3] for r in results),
-                        notes=tuple(n for r in results for n in r[4]))
-
-
 @dataclass
 class FormatState:
     """One format's way to the target: the gain and limiter of its next pass, and what was changed on the way."""
@@ -218,43 +190,6 @@ class FormatState:
         return MediaError(f"{what}: {self.fmt} could not reach {settings.target} LUFS / {settings.true_peak_db} dBTP "
                           f"in {MAX_PASSES} passes (last: {loudness.integrated_lufs:.2f} LUFS, "
                           f"{loudness.true_peak_dbtp:.2f} dBTP)")
-
-
-@dataclass(frozen=True)
-class _FormatJob:
-    mix_path: Path
-    gain: float
-    labels: Labels
-    tmp: Path
-    settings: MasterSettings
-    what: str
-    progress: ProgressCallback | None
-
-    def run(self, fmt: str) -> tuple[EncodedFile, float, float, int, list[str]]:
-        """Encode one format until it measures on target (loudness and true peak) or MAX_PASSES is spent."""
-        settings = self.settings
-        state = FormatState(fmt, self.gain + ENCODER_OFFSET_LU.get(fmt, 0.0), first_limiter(fmt, settings))
-        path = self.tmp / f"replay.{fmt}"
-        for attempt in range(1, MAX_PASSES + 1):
-            loudness = encode(["-i", str(self.mix_path)], self.labels, path, fmt, state.gain,
-                              state.limiter, settings, self.what, self.progress if fmt == "mp3" else None)
-            if state.judge(attempt, loudness, settings, self.what):
-                return EncodedFile(path, fmt, loudness), state.gain, state.limiter, attempt, state.notes
-        raise state.failure(loudness, settings, self.what)
-
-
-def encode(source: list[str], labels: Labels, path: Path, fmt: str, gain: float,
-           limiter: float | None, settings: MasterSettings, what: str,
-           progress: ProgressCallback | None = None) -> LoudnessReport:
-    """Encode the mix (``source``: its input arguments) to ``path`` in ``fmt``, with tags, chapters and cover, and
-    measure the result: :func:`encoder_args`, then :func:`tag_and_measure`."""
-    bare = untagged(path)
-    try:
-        run_ffmpeg(encoder_args(source, bare, fmt, gain, limiter, settings), what=f"{what}: encoding {fmt}",
-                   progress=progress)
-        return tag_and_measure(bare, labels, path, fmt, settings, what=what)
-    finally:
-        bare.unlink(missing_ok=True)
 
 
 def untagged(path: Path) -> Path:

@@ -38,8 +38,7 @@ import numpy as np
 from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy, stream_pcm
 from pipeline.consent import room_consent
-from pipeline.ffmpeg import ProgressCallback, feed_ffmpeg
-from pipeline.loudness import SILENCE_LUFS, STEP_S, gated_loudness, parse_integrated
+from pipeline.loudness import SILENCE_LUFS, STEP_S, gated_loudness
 from pipeline.room import Room
 
 log = logging.getLogger(__name__)
@@ -86,13 +85,6 @@ class MixPlan:
     @property
     def duration(self) -> float:
         return self.trim_end - self.trim_start
-
-
-@dataclass(frozen=True)
-class MixResult:
-    path: Path
-    plan: MixPlan
-    loudness_lufs: float
 
 
 def track_gain(analysis: TrackAnalysis, settings: MixSettings) -> float:
@@ -299,21 +291,3 @@ def mixed_blocks(room: Room, plan: MixPlan, analyses: Sequence[TrackAnalysis], s
     finally:
         for feed in feeds:
             feed.close()
-
-
-def mix(room: Room, analyses: Sequence[TrackAnalysis], out: Path, *, settings: MixSettings = MixSettings(),
-        progress: ProgressCallback | None = None) -> MixResult:
-    """Write the levelled, gated, aligned and trimmed mix of ``room`` to ``out`` (float WAV, mono), measured.
-    (Publishing mixes and masters in one pass: :func:`pipeline.replay.render_replay`.)"""
-    plan = plan_mix(room, analyses, settings)
-    what = f"room {room.id!r}"
-    rate = str(settings.sample_rate)
-    sink = ["-v", "info", "-f", "f32le", "-ar", rate, "-ac", "1", "-i", "pipe:0", "-af", "ebur128=framelog=verbose",
-            "-c:a", "pcm_f32le", "-ar", rate, "-rf64", "auto", "-f", "wav", str(out)]
-    (stderr,) = feed_ffmpeg(mixed_blocks(room, plan, analyses, settings, what=what), [sink],
-                            sink_whats=[f"{what}: writing the mix"], bytes_per_second=4.0 * settings.sample_rate,
-                            progress=progress)
-    loudness = parse_integrated(stderr)
-    log.info("room %s: mixed %d tracks, %.1f s, %.2f LUFS (predicted %.2f)", room.id, len(plan.tracks),
-             plan.duration, loudness, plan.predicted_lufs)
-    return MixResult(out, plan, loudness)

@@ -1,6 +1,6 @@
 """Writes the Podcasting 2.0 namespace's documented tags (name, parents, attributes and which are required) as
 JSON, from a checkout of github.com/Podcastindex-org/podcast-namespace (CC0): only the names, for
-tests/test_feed_schema.py. Usage: python scripts/podcast_namespace_names.py CHECKOUT > tests/data/...json"""
+tests/feeds/test_feed_schema.py. Usage: python scripts/podcast_namespace_names.py CHECKOUT > tests/data/...json"""
 
 from __future__ import annotations
 

@@ -250,8 +250,6 @@ class Catalog:
             s.flush()
             self._close_jobs(s, episode_id, "failed", error[:20_000])
 
-    record_failure = set_failed  # the name the workers have used
-
     def record_assets(self, episode_id: str, assets: Sequence[AssetRecord]) -> None:
         """Replace the episode's set of published objects."""
         with self.session() as s:

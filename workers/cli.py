@@ -14,35 +14,13 @@ import click
 
 from pipeline.devices import DEVICES
 from pipeline.errors import InvalidRoom, RoomcastError
+from workers.cli_common import StageDisplay, context_of, settings_of
 from workers.config import Settings, load_settings
+from workers.episode_cli import edit_options, episode, queue_edit
+from workers.feed_cli import doctor, feed, live, serve
+from workers.speakers_cli import episode_speakers, speakers
 
 log = logging.getLogger("roomcast")
-
-
-class StageDisplay:
-    """Stage lines and a progress bar on stderr; a bar only when stderr is a terminal."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.stage = ""
-        self.tty = sys.stderr.isatty()
-        self.started = time.monotonic()
-        self.last_draw = 0.0
-
-    def __call__(self, episode_id: str, stage: str, fraction: float | None) -> None:
-        if self.quiet:
-            return
-        if stage != self.stage:
-            if self.tty and self.stage:
-                click.echo("", err=True)
-            self.stage = stage
-            click.echo(f"[{time.monotonic() - self.started:6.1f}s] {episode_id}: {stage}", err=True,
-                       nl=not self.tty)
-        if self.tty and fraction is not None and time.monotonic() - self.last_draw > 0.2:
-            self.last_draw = time.monotonic()
-            filled = int(fraction * 30)
-            click.echo(f"\r[{time.monotonic() - self.started:6.1f}s] {episode_id}: {stage} "
-                       f"[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}", err=True, nl=False)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -67,10 +45,6 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, quiet: bool
         raise click.ClickException(str(exc)) from exc
 
 
-def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj["settings"]
-
-
 @main.command()
 @click.argument("room_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.pass_context
@@ -89,7 +63,7 @@ def validate(ctx: click.Context, room_dir: Path) -> None:
                f"{room.duration:.1f} s of room, {speech:.1f} s of track audio")
     try:
         room_feed_meta(room)
-        warnings = show_warnings(_settings(ctx), room.show)
+        warnings = show_warnings(settings_of(ctx), room.show)
     except RoomcastError as exc:
         click.echo(f"roomcast: {exc}", err=True)
         sys.exit(1)
@@ -159,7 +133,7 @@ def process(ctx: click.Context, room_dir: Path, source: str | None, out_dir: Pat
 
     if out_dir is not None and store is not None:
         raise click.UsageError("give --out or --store, not both")
-    settings = _settings(ctx).replace(
+    settings = settings_of(ctx).replace(
         store=str(out_dir) if out_dir is not None else store, model=model, min_chapter_s=min_chapter_s,
         public_url=public_url, transcribe=False if no_transcribe else None, device=device,
         replay_first=replay_first or None,
@@ -197,7 +171,7 @@ def _imported(ctx: click.Context, source: str, path: Path) -> Path:
     from workers.sources import imported
 
     try:
-        return imported(_settings(ctx), source, path)
+        return imported(settings_of(ctx), source, path)
     except InvalidRoom as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
@@ -213,61 +187,13 @@ def _validate_quietly(room_dir: Path) -> None:
         pass
 
 
-def _edit_options(command: Any) -> Any:
-    """The options of an edit (``roomcast episode edit``, ``roomcast submit --edit``)."""
-    for option in reversed([
-        click.option("--remove-speaker", "remove_speakers", multiple=True, metavar="SPEAKER",
-                     help="Take a speaker out of the audio, every transcript, the chapters and the feed."),
-        click.option("--cut", "cuts", multiple=True, metavar="START-END",
-                     help="Remove a span (seconds or h:mm:ss on the published replay's clock); repeatable."),
-        click.option("--bleep", "bleep_words", multiple=True, metavar="WORD",
-                     help="Replace every occurrence of a word by a tone and [bleep]; repeatable."),
-        click.option("--bleep-at", "bleep_spans", multiple=True, metavar="START-END",
-                     help="Replace a span by a tone; repeatable."),
-        click.option("--title", default=None, help="Correct the episode's title."),
-        click.option("--description", default=None, help="Correct the episode's description."),
-        click.option("--speaker-name", "speaker_names", multiple=True, metavar="SPEAKER=NAME",
-                     help="Correct a speaker's name."),
-        click.option("--by", default=None, help="Who makes the edit, for the audit trail (default: the OS user)."),
-    ]):
-        command = option(command)
-    return command
-
-
-def _edit_request(options: dict[str, Any]) -> Any:
-    from pipeline.edits import EditRequest, parse_span
-
-    names = []
-    for pair in options["speaker_names"]:
-        speaker, sep, name = pair.partition("=")
-        if not sep or not speaker or not name.strip():
-            raise click.UsageError(f"--speaker-name {pair!r}: write SPEAKER=NAME")
-        names.append((speaker, name.strip()))
-    try:
-        return EditRequest(tuple(options["remove_speakers"]), tuple(parse_span(c) for c in options["cuts"]),
-                           tuple(options["bleep_words"]), tuple(parse_span(c) for c in options["bleep_spans"]),
-                           options["title"], options["description"], tuple(names))
-    except RoomcastError as exc:
-        raise click.UsageError(str(exc)) from exc
-
-
-def _queue_edit(ctx: click.Context, episode_id: str, options: dict[str, Any]) -> None:
-    from workers.edit import enqueue_edit
-
-    try:
-        task = enqueue_edit(_settings(ctx), episode_id, _edit_request(options), by=options["by"])
-    except RoomcastError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"{episode_id}: edit queued (task {task}); roomcast episode history {episode_id} follows it")
-
-
 @main.command()
 @click.argument("room_dirs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--source", type=SOURCE_CHOICE, default=None,
               help="Each ROOM_DIR is this platform's raw output (folder, ZIP or file), imported first.")
 @click.option("--edit", "edit_episode", default=None, metavar="EPISODE_ID",
               help="Queue an edit of this published episode instead of rooms (with the edit options below).")
-@_edit_options
+@edit_options
 @click.pass_context
 def submit(ctx: click.Context, room_dirs: tuple[Path, ...], source: str | None, edit_episode: str | None,
            **options: Any) -> None:
@@ -278,15 +204,15 @@ def submit(ctx: click.Context, room_dirs: tuple[Path, ...], source: str | None, 
     if edit_episode is not None:
         if room_dirs:
             raise click.UsageError("give rooms or --edit EPISODE_ID, not both")
-        _queue_edit(ctx, edit_episode, options)
+        queue_edit(ctx, edit_episode, options)
         return
     if not room_dirs:
         raise click.UsageError("give at least one ROOM_DIR (or --edit EPISODE_ID)")
     failed = False
     for room_dir in room_dirs:
         try:
-            folder = imported(_settings(ctx), source, room_dir) if source else room_dir
-            click.echo(str(submit_room(_settings(ctx), folder)))
+            folder = imported(settings_of(ctx), source, room_dir) if source else room_dir
+            click.echo(str(submit_room(settings_of(ctx), folder)))
         except InvalidRoom as exc:
             click.echo(str(exc), err=True)
             failed = True
@@ -311,12 +237,12 @@ def scan(ctx: click.Context, inbox: str, requeue_after_s: float | None, source: 
     from workers.sources import scan_sources
 
     try:
-        found = scan_sources(_settings(ctx), inbox, source) if source else scan_inbox(_settings(ctx), inbox)
+        found = scan_sources(settings_of(ctx), inbox, source) if source else scan_inbox(settings_of(ctx), inbox)
         for result in found:
             click.echo(str(result))
-        for line in take_over_expired(_settings(ctx), by="roomcast scan"):
+        for line in take_over_expired(settings_of(ctx), by="roomcast scan"):
             click.echo(line)
-        for episode_id in requeue_stale(_settings(ctx), requeue_after_s) if requeue_after_s else []:
+        for episode_id in requeue_stale(settings_of(ctx), requeue_after_s) if requeue_after_s else []:
             click.echo(f"{episode_id}: enqueued again")
     except RoomcastError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -345,7 +271,7 @@ def worker(ctx: click.Context, concurrency: int, queues: str, hostname: str | No
     """Run a Celery worker on $ROOMCAST_BROKER_URL for queued rooms."""
     from workers.distributed import run_worker
 
-    settings = _settings(ctx).replace(transcribe=transcribe, device=device, replay_first=replay_first)
+    settings = settings_of(ctx).replace(transcribe=transcribe, device=device, replay_first=replay_first)
     _check_device(settings)
     run_worker(settings, concurrency=concurrency, queues=tuple(q.strip() for q in queues.split(",") if q.strip()),
                hostname=hostname, visibility_timeout_s=visibility_timeout_s,
@@ -363,7 +289,7 @@ def beat(ctx: click.Context, inbox: str, interval_s: float | None, requeue_after
     """Run Celery beat: scan INBOX periodically (the scan itself runs on a worker)."""
     from workers.distributed import run_beat
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     run_beat(settings, inbox, interval_s=interval_s or settings.scan_interval_s, requeue_after_s=requeue_after_s)
 
 
@@ -374,7 +300,7 @@ def models(ctx: click.Context, name: str | None) -> None:
     """List the Whisper models roomcast can resolve, or show what NAME resolves to."""
     from pipeline.models import available_models, resolve_model
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     try:
         if name:
             ref = resolve_model(name, cache_dir=settings.model_cache)
@@ -388,12 +314,6 @@ def models(ctx: click.Context, name: str | None) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-def _context(ctx: click.Context) -> Any:
-    from workers.jobs import Context
-
-    return Context.of(_settings(ctx))
-
-
 @main.command()
 @click.argument("episode_id", required=False)
 @click.option("--stuck", is_flag=True, help="Only rooms pending or processing that no live worker holds (exit 1 "
@@ -405,9 +325,9 @@ def status(ctx: click.Context, episode_id: str | None, stuck: bool) -> None:
     from storage.leases import LeaseBook
     from workers.leases import describe_leases, stuck_rooms
 
-    catalog = _context(ctx).catalog
+    catalog = context_of(ctx).catalog
     if stuck:
-        rooms = stuck_rooms(_settings(ctx))
+        rooms = stuck_rooms(settings_of(ctx))
         for room in rooms:
             click.echo(f"{room.episode.id:40} {room.episode.status:12} {room.reason}")
         if not rooms:
@@ -428,212 +348,12 @@ def status(ctx: click.Context, episode_id: str | None, stuck: bool) -> None:
         click.echo(f"  {when} UTC  {job.status:9} {job.stage}" + (f"  {job.error}" if job.error else ""))
 
 
-@main.group()
-def episode() -> None:
-    """Creator commands for published episodes."""
-
-
-@episode.command("list")
-@click.option("--show", default=None)
-@click.pass_context
-def episode_list(ctx: click.Context, show: str | None) -> None:
-    """Episodes in the catalog."""
-    for e in _context(ctx).catalog.list_episodes(show):
-        click.echo(f"{e.id:40} {e.show:20} {e.visibility:9} {e.status:12} {e.duration_s:8.1f}s  {e.title}")
-
-
-@episode.command("unpublish")
-@click.argument("episode_id")
-@click.pass_context
-def episode_unpublish(ctx: click.Context, episode_id: str) -> None:
-    """Take an episode out of every feed and remove its objects."""
-    from workers.publish import unpublish
-
-    context = _context(ctx)
-    try:
-        removed = unpublish(_settings(ctx), context.store, context.catalog, episode_id)
-    except RoomcastError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"episode {episode_id!r} unpublished; {removed} object(s) removed")
-
-
-@episode.command("edit")
-@click.argument("episode_id")
-@_edit_options
-@click.option("--queue", is_flag=True, help="Run the edit on a worker ($ROOMCAST_BROKER_URL) instead of here.")
-@click.pass_context
-def episode_edit(ctx: click.Context, episode_id: str, queue: bool, **options: Any) -> None:
-    """Edit a published episode in place: same guid, same files, new bytes; recorded in its history."""
-    if queue:
-        _queue_edit(ctx, episode_id, options)
-        return
-    from workers.edit import edit_episode
-    from workers.progress import listening
-
-    request = _edit_request(options)
-    try:
-        with listening(StageDisplay(ctx.obj["quiet"])):
-            summary = edit_episode(_settings(ctx), episode_id, request, by=options["by"])
-    except RoomcastError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(json.dumps(summary, indent=2))
-
-
-@episode.command("history")
-@click.argument("episode_id")
-@click.pass_context
-def episode_history(ctx: click.Context, episode_id: str) -> None:
-    """The edits of an episode, oldest first: when, who, what, and its identity before and after."""
-    from workers.edit import history_lines
-
-    context = _context(ctx)
-    if context.catalog.get_episode(episode_id) is None:
-        raise click.ClickException(f"no episode {episode_id!r} in the catalog")
-    lines = history_lines(context.catalog, episode_id)
-    for line in lines or [f"{episode_id}: no edits"]:
-        click.echo(line)
-
-
-@episode.command("links")
-@click.argument("episode_id")
-@click.option("--expires", type=int, default=24 * 3600, show_default=True, help="Seconds the links stay valid.")
-@click.pass_context
-def episode_links(ctx: click.Context, episode_id: str, expires: int) -> None:
-    """Expiring download links (presigned, S3 stores) for the replay and transcripts."""
-    context = _context(ctx)
-    record = context.catalog.get_episode(episode_id)
-    if record is None:
-        raise click.ClickException(f"no episode {episode_id!r} in the catalog")
-    try:
-        for asset in record.assets:
-            click.echo(f"{asset.name:18} {context.store.presign(asset.key, expires)}")
-    except RoomcastError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-@main.group()
-def feed() -> None:
-    """Feed commands."""
-
-
-@feed.command("rebuild")
-@click.argument("show")
-@click.pass_context
-def feed_rebuild(ctx: click.Context, show: str) -> None:
-    """Rebuild SHOW's feeds, its show pages and every episode page from the catalog."""
-    from workers.publish import rebuild_feeds
-
-    context = _context(ctx)
-    try:
-        keys = rebuild_feeds(_settings(ctx), context.store, context.catalog, show, all_pages=True)
-    except RoomcastError as exc:
-        raise click.ClickException(str(exc)) from exc
-    for key in keys:
-        click.echo(context.store.url(key))
-
-
-@feed.command("move")
-@click.argument("show")
-@click.argument("new_url")
-@click.pass_context
-def feed_move(ctx: click.Context, show: str, new_url: str) -> None:
-    """Tell SHOW's subscribers its feed now lives at NEW_URL (itunes:new-feed-url in the old feed, which
-    redirects there where the store can say so)."""
-    from workers.feedmove import move_feed, redirect_note
-
-    context = _context(ctx)
-    try:
-        keys = move_feed(_settings(ctx), context.store, context.catalog, show, new_url)
-        note = redirect_note(context.store, context.catalog, show)
-    except RoomcastError as exc:
-        raise click.ClickException(str(exc)) from exc
-    for key in keys:
-        click.echo(context.store.url(key))
-    if note:
-        click.echo(f"note: {note}", err=True)
-
-
-@main.group()
-def live() -> None:
-    """Rooms announced before they happen (podcast:liveItem)."""
-
-
-@live.command("announce")
-@click.argument("show")
-@click.argument("room_id")
-@click.option("--title", required=True)
-@click.option("--start", "start", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z"]), required=True,
-              help="When the room starts, e.g. 2026-12-05T18:00:00+0000.")
-@click.option("--end", "end", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z"]), default=None)
-@click.option("--stream", "stream_url", required=True, help="URL of the live audio stream.")
-@click.option("--status", type=click.Choice(["pending", "live", "ended"]), default="pending")
-@click.option("--link", default=None, help="Web page where the room can be joined.")
-@click.pass_context
-def live_announce(ctx: click.Context, show: str, room_id: str, title: str, start: Any, end: Any, stream_url: str,
-                  status: str, link: str | None) -> None:
-    """Announce ROOM_ID in SHOW's feed; publishing the room's replay later replaces the announcement."""
-    from workers.live import announce
-
-    context = _context(ctx)
-    try:
-        keys = announce(_settings(ctx), context.store, context.catalog, show, room_id, title=title, start=start,
-                        stream_url=stream_url, status=status, end=end, link=link)
-    except RoomcastError as exc:
-        raise click.ClickException(str(exc)) from exc
-    for key in keys:
-        click.echo(context.store.url(key))
-
-
-@main.command()
-@click.pass_context
-def doctor(ctx: click.Context) -> None:
-    """Check the store from outside over HTTP: public read, range requests, content types, CORS, and that the
-    old address of every moved feed redirects to its new one."""
-    from workers.doctor import check_moved_feeds, check_store
-
-    context = _context(ctx)
-    try:
-        checks = check_store(context.store) + check_moved_feeds(context.store, context.catalog.moved_shows())
-    except RoomcastError as exc:
-        raise click.ClickException(str(exc)) from exc
-    for check in checks:
-        click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
-    if not all(c.ok for c in checks):
-        sys.exit(1)
-@main.command()
-@click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
-              help="Port on 127.0.0.1 (0: any free port).")
-@click.pass_context
-def serve(ctx: click.Context, folder: Path | None, port: int) -> None:
-    """Serve a folder store (default: $ROOMCAST_STORE) on localhost, to look at its pages and feeds."""
-    from storage.layout import show_page_key
-    from workers.serve import make_server
-
-    root = folder or Path(_settings(ctx).store)
-    if str(root).startswith("s3://") or not root.is_dir():
-        raise click.ClickException(f"{root} is not a folder store; give the folder to serve")
-    try:
-        server = make_server(root, port=port)
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc}") from exc
-    host, bound = str(server.server_address[0]), int(server.server_address[1])
-    click.echo(f"serving {root.resolve()} at http://{host}:{bound}/ (Ctrl-C stops)")
-    shows = sorted(p.name for p in (root / "shows").iterdir() if (p / "index.html").is_file()) \
-        if (root / "shows").is_dir() else []
-    for show in shows:
-        click.echo(f"  http://{host}:{bound}/{show_page_key(show)}")
-    sys.stdout.flush()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-
-
-from workers.speakers_cli import episode_speakers, speakers  # noqa: E402  (commands of their own module)
-
+# the commands of their own modules
+main.add_command(episode)
+main.add_command(feed)
+main.add_command(live)
+main.add_command(doctor)
+main.add_command(serve)
 main.add_command(speakers)
 episode.add_command(episode_speakers)
 

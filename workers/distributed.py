@@ -20,6 +20,7 @@ from storage.leases import LeaseBook
 from storage.objects import open_store
 from workers import jobs, stages, tasks
 from workers.config import Settings
+from workers.context import Context
 from workers.inbox import (
     inbox_prefix,
     local_candidates,
@@ -65,7 +66,7 @@ def submit_room(settings: Settings, room_dir: Path) -> Submission:
     already pending, processing or published. Raises :class:`InvalidRoom` for a room that cannot be processed."""
     room = load_room(room_dir)
     digest = content_hash(room)
-    ctx = jobs.Context.of(settings)
+    ctx = Context.of(settings)
     if jobs.published_from(ctx.catalog, room.id, digest):
         return Submission(room.id, "duplicate", "already published from these inputs")
     ref = upload_room(ctx.store, room)
@@ -104,7 +105,7 @@ def scan(settings: Settings, inbox: str) -> list[Submission]:
                 folder = materialize(source, candidate.location, Path(settings.cache_dir) / "scan")
             results.append(submit_room(settings, folder))
         except InvalidRoom as exc:
-            jobs.Context.of(settings).catalog.set_failed(exc.room, str(exc))
+            Context.of(settings).catalog.set_failed(exc.room, str(exc))
             results.append(Submission(candidate.name, "invalid", str(exc).splitlines()[0]))
     for result in results:
         log.info("scan %s: %s", inbox, result)
@@ -114,7 +115,7 @@ def scan(settings: Settings, inbox: str) -> list[Submission]:
 def requeue_stale(settings: Settings, older_than_s: float) -> list[str]:
     """Enqueue again the episodes pending or processing whose catalog row has not moved for ``older_than_s``
     seconds and whose room is in the store's inbox. Stages already done are skipped by the workers."""
-    ctx = jobs.Context.of(settings)
+    ctx = Context.of(settings)
     requeued = []
     held = {lease.episode_id for lease in LeaseBook(ctx.catalog).leases() if lease.live()}
     for episode in ctx.catalog.stale_episodes(older_than_s):

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 from pipeline import formats
 from pipeline.analysis import TrackAnalysis
 from pipeline.chapters import Chapter
+from pipeline.edit_audio import edited_blocks
 from pipeline.edits import (
     EditRequest,
     EditState,
     Span,
     edit_chapters,
     edit_transcript,
-    edited_blocks,
     merge_spans,
     mute_spans,
     resolve,
@@ -51,7 +51,7 @@ from workers.progress import notify
 
 if TYPE_CHECKING:
     from storage.catalog import Catalog
-    from workers.jobs import Context, Job
+    from workers.context import Context, Job
     from workers.render import Rendered
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def _done_requests(catalog: Catalog, episode_id: str) -> tuple[list[EditRequest]
 def edit_episode(settings: Settings, episode_id: str, request: EditRequest, *, by: str | None = None) -> dict[
         str, Any]:
     """Apply ``request`` to the published episode ``episode_id`` and publish the result in place."""
-    from workers.jobs import Context
+    from workers.context import Context
 
     ctx = Context.of(settings)
     what = f"episode {episode_id!r}"
@@ -140,7 +140,7 @@ def edit_episode(settings: Settings, episode_id: str, request: EditRequest, *, b
 
 def publish_state(settings: Settings, ctx: Context, basis: dict[str, Any], state: EditState, *, audio: bool,
                   what: str) -> dict[str, Any]:
-    from workers.jobs import room_folder
+    from workers.context import room_folder
     from workers.publish import publish_episode
 
     room = load_room(room_folder(settings, basis["room_dir"]), verify_decoding=False)
@@ -313,7 +313,7 @@ def history_lines(catalog: Catalog, episode_id: str) -> list[str]:
 
 def check_edit(settings: Settings, episode_id: str, request: EditRequest) -> None:
     """Refuse, before it is queued, an edit that cannot apply (the worker checks it again)."""
-    from workers.jobs import Context
+    from workers.context import Context
 
     catalog = Context.of(settings).catalog
     what = f"episode {episode_id!r}"

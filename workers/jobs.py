@@ -1,4 +1,5 @@
-"""The stages of processing one room, as plain functions over settings, job descriptions and storage keys.
+"""The first and last stages of processing one room, ingest and finish, as plain functions over settings, job
+descriptions and storage keys (the stage between them, once per track, is :mod:`workers.track`).
 
 Celery tasks (:mod:`workers.tasks`) are thin wrappers around these, so the in-process run and the distributed
 run execute the same code. Stages are idempotent: every track result is stored under a key derived from the
@@ -10,27 +11,23 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.analysis import TrackAnalysis, analyse_track
-from pipeline.audio import ANALYSIS_RATE, PcmCopy
+from pipeline.analysis import TrackAnalysis
 from pipeline.consent import room_consent
-from pipeline.errors import InvalidRoom, MediaError, RoomcastError, StorageError
-from pipeline.manifest import Room, Track, content_hash, load_room
-from pipeline.mix import MixSettings
+from pipeline.errors import InvalidRoom, RoomcastError, StorageError
+from pipeline.manifest import Room, content_hash, load_room
 from pipeline.transcript import TrackTranscript
-from storage import layout
-from storage.layout import track_voices_key, work_key, work_prefix
-from storage.objects import ObjectStore, open_store
+from storage.layout import work_prefix
 from storage.records import ShowRecord, SpeakerRecord, TrackRecord
 from workers import stages
 from workers.config import Settings
-from workers.inbox import STORE_REF, is_store_ref, materialize
+from workers.context import TRANSCRIBING, Context, Job, room_folder, run_settings
+from workers.inbox import is_store_ref
 from workers.progress import notify
+from workers.track import DECODED_PREFIX, decoded_copy, stored_results, transcribed_on
 
 if TYPE_CHECKING:
     from storage.catalog import Catalog
@@ -39,106 +36,13 @@ log = logging.getLogger(__name__)
 
 
 
-@dataclass(frozen=True)
-class Job:
-    """What every stage needs to find a room's inputs and results; plain strings so it travels as JSON."""
-
-    episode_id: str
-    room_dir: str
-    input_hash: str
-    language: str | None
-    tracks: tuple[int, ...]
-    phase: str = stages.FULL  # which run of the tracks and the finish this is (:data:`workers.stages.PHASES`)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"episode_id": self.episode_id, "room_dir": self.room_dir, "input_hash": self.input_hash,
-                "language": self.language, "tracks": list(self.tracks), "phase": self.phase}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Job:
-        return cls(str(data["episode_id"]), str(data["room_dir"]), str(data["input_hash"]), data.get("language"),
-                   tuple(int(i) for i in data["tracks"]), str(data.get("phase") or stages.FULL))
-
-    def in_phase(self, phase: str) -> Job:
-        return replace(self, phase=phase)
-
-
-def phases(settings: Settings) -> tuple[str, ...]:
-    """The phases a room runs in with ``settings`` (replay first, or one full run)."""
-    return stages.phases(transcribe=settings.transcribe, replay_first=settings.replay_first)
-
-
-def run_settings(settings: Settings, job: Job) -> Settings:
-    """The settings of ``job``'s phase: the replay phase transcribes nothing."""
-    return settings if stages.transcribes(job.phase) or not settings.transcribe else settings.replace(transcribe=False)
-
-    def result_key(self, name: str) -> str:
-        return work_key(self.episode_id, self.input_hash, name)
-
-
-class Context:
-    """Opened resources for one process: the store, and the catalog (opened when first used: SQLAlchemy and the
-    migrations take about half a second, which a run spends while its tracks are analysed), once per settings."""
-
-    _cache: dict[tuple[str, str | None, str], Context] = {}
-    _lock = threading.Lock()
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store: ObjectStore = open_store(settings.store, public_url=settings.public_url)
-        self._catalog: Catalog | None = None
-        self._catalog_lock = threading.Lock()
-
-    @property
-    def catalog(self) -> Catalog:
-        with self._catalog_lock:
-            if self._catalog is None:
-                from storage.catalog import Catalog
-
-                self._catalog = Catalog(self.settings.database_url)
-            return self._catalog
-
-    @classmethod
-    def forget_inherited(cls) -> None:
-        """In a process just forked from one that had opened resources: leave the parent's database connections to
-        it (SQLAlchemy's way for a child process) and open new ones when needed."""
-        with cls._lock:
-            for context in cls._cache.values():
-                if context._catalog is not None:
-                    context._catalog.engine.dispose(close=False)
-            cls._cache.clear()
-
-    @staticmethod
-    def key(settings: Settings) -> tuple[str, str | None, str]:
-        """What a context depends on: settings differing in nothing else share one."""
-        return settings.store, settings.public_url, settings.database_url
-
-    @classmethod
-    def of(cls, settings: Settings) -> Context:
-        """The context of ``settings``' store and catalog."""
-        key = cls.key(settings)
-        with cls._lock:
-            if key not in cls._cache:
-                cls._cache[key] = cls(settings)
-            return cls._cache[key]
-
-
-def room_folder(settings: Settings, room_ref: str | Path) -> Path:
-    """The local folder of a room: the folder itself, or this machine's copy of a room held in the store
-    (``store:inbox/{id}/``), downloaded into the cache once."""
-    ref = str(room_ref)
-    if not is_store_ref(ref):
-        return Path(ref)
-    return materialize(Context.of(settings).store, ref[len(STORE_REF):], Path(settings.cache_dir) / "rooms")
-
-
 def load_checked(settings: Settings, room_ref: str | Path) -> tuple[Room, str]:
     """The validated room and its input hash; an invalid room is recorded as failed (its problems in ``status``)
     and raised, never retried."""
     try:
         room = load_room(room_folder(settings, room_ref))
     except InvalidRoom as exc:
-        Context.of(settings).catalog.record_failure(exc.room, str(exc))
+        Context.of(settings).catalog.set_failed(exc.room, str(exc))
         raise
     return room, content_hash(room)
 
@@ -209,139 +113,6 @@ def record_room(catalog: Catalog, room: Room, digest: str) -> None:
     )
 
 
-DECODED_PREFIX = "decoded-"
-
-
-def _copies_folder(settings: Settings, job: Job) -> Path:
-    """Where a room's tracks are kept decoded on this machine (removed by :func:`finish`)."""
-    return Path(settings.work_dir) / job.episode_id / f"{DECODED_PREFIX}{job.input_hash[:16]}"
-
-
-def decoded_copy(settings: Settings, job: Job, track_index: int) -> PcmCopy:
-    """Where a track's decode at the mixing rate is kept between its analysis and the mix (this machine only;
-    the mix reads it only if it exists)."""
-    return PcmCopy(_copies_folder(settings, job) / f"track-{track_index}.f32", MixSettings().sample_rate)
-
-
-def copies_fit(settings: Settings, room: Room, copy: PcmCopy) -> bool:
-    """Whether decoded copies of the room's tracks fit in ``keep_decoded_mb``, and twice over on the disk
-    (making the folder ``copy`` goes in)."""
-    needed = sum(t.info.duration for t in room.published_tracks) * copy.rate * 4
-    copy.path.parent.mkdir(parents=True, exist_ok=True)
-    return needed <= settings.keep_decoded_mb * 2**20 and needed * 2 <= shutil.disk_usage(copy.path.parent).free
-
-
-def speech_copy(settings: Settings, job: Job, track: Track) -> PcmCopy | None:
-    """Where the analysis keeps its 16 kHz decode of ``track`` for the transcription that follows it in the same
-    task (removed when the task ends), or None when twice its size is not free on the disk."""
-    folder = _copies_folder(settings, job)
-    copy = PcmCopy(folder / f"track-{track.index}-speech.f32", ANALYSIS_RATE)
-    folder.mkdir(parents=True, exist_ok=True)
-    return copy if track.info.duration * ANALYSIS_RATE * 4 * 2 <= shutil.disk_usage(folder).free else None
-
-
-def process_track(settings: Settings, job: Job, track_index: int, *, keep_decoded: bool = False,
-                  report: bool = True) -> str:
-    """Analyse (VAD + speech loudness) and transcribe one track; return the storage key of its result.
-    ``keep_decoded``: the mix will run on this machine (an in-process run), so the analysis keeps the track
-    decoded at the mixing rate for it, when the room's copies fit (:func:`copies_fit`). ``report``: record in the
-    catalog how many of the room's tracks are done, or that the room failed on this track (an in-process run
-    reports from its own thread instead, :func:`report_tracks`, as the episode may still be being recorded).
-    In the ``words`` phase the track's analysis and voices are those the ``replay`` phase stored, when stored."""
-    settings = run_settings(settings, job)
-    ctx = Context.of(settings)
-    key = track_result_key(settings, job, track_index)
-    if ctx.store.exists(key):
-        log.info("room %s: track %d already done (%s)", job.episode_id, track_index, key)
-        return key
-    earlier = layout.track_result_key(job.episode_id, job.input_hash, track_index, transcribed=False)
-    heard = json.loads(ctx.store.get_bytes(earlier)) if job.phase == stages.WORDS and ctx.store.exists(earlier) \
-        else None
-    room = load_room(room_folder(settings, job.room_dir), verify_decoding=False)  # validated by ingest
-    track = next(t for t in room.tracks if t.index == track_index)
-    what = f"room {room.id!r}: {track.file}"
-    copy = decoded_copy(settings, job, track_index) if keep_decoded else None
-    if copy is not None and not copies_fit(settings, room, copy):
-        copy = None
-    voiced = room.is_mixed or settings.voice_library  # voices are told apart, or kept in the show's library
-    speech = speech_copy(settings, job, track) if (settings.transcribe or voiced) and heard is None else None
-    try:
-        if heard is not None:
-            analysis = TrackAnalysis.from_dict(heard["analysis"])
-            result: dict[str, Any] = {"analysis": heard["analysis"], "transcript": None, "voice": heard.get("voice")}
-        else:
-            analysis = analyse_track(track, what=what, copy=copy, keep=speech)
-            result = {"analysis": analysis.to_dict(), "transcript": None, "voice": None}
-        if voiced and heard is None:
-            from workers.speakers import track_voice
-
-            notify(job.episode_id, f"listening to the voices of {track.file}")
-            result["voice"] = track_voice(settings, ctx.store, room, track, analysis, speech,
-                                          track_voices_key(job.episode_id, job.input_hash, track_index))
-        if settings.transcribe:
-            from workers.transcription import runs_on, transcribe
-
-            notify(job.episode_id, f"transcribing {track.file}")
-            audio = speech if speech is not None and speech.path.exists() else None
-            cuts = (result["voice"] or {}).get("cuts", ())
-            result["transcript"] = transcribe(settings, room, track, analysis, job.language, audio=audio,
-                                              cuts=cuts).to_dict()
-            result["transcribed_on"] = runs_on(settings)
-    except MediaError as exc:
-        if report:  # the track cannot be worked on, however often it is tried: its room has failed
-            ctx.catalog.record_failure(job.episode_id, str(exc), still_published=job.phase == stages.WORDS)
-        raise
-    finally:
-        if speech is not None:
-            speech.path.unlink(missing_ok=True)
-    ctx.store.put_bytes(key, json.dumps(result).encode(), content_type="application/json")
-    notify(job.episode_id, f"track {track.file} done")
-    if report:
-        report_tracks(settings, job, sum(1 for i in job.tracks if ctx.store.exists(track_result_key(settings, job, i))))
-    return key
-
-
-def track_stage(settings: Settings, job: Job) -> str:
-    """What the tracks of ``job`` are going through, as ``roomcast status`` says it."""
-    if job.phase == stages.WORDS:
-        return TRANSCRIBING
-    return "analysing and transcribing tracks" if run_settings(settings, job).transcribe else "analysing tracks"
-
-
-def report_tracks(settings: Settings, job: Job, done: int) -> None:
-    Context.of(settings).catalog.set_stage(job.episode_id, track_stage(settings, job),
-                                           done / max(1, len(job.tracks)))
-
-
-def track_result_key(settings: Settings, job: Job, track_index: int) -> str:
-    return layout.track_result_key(job.episode_id, job.input_hash, track_index,
-                                   transcribed=run_settings(settings, job).transcribe)
-
-
-def load_track_results(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None]]:
-    return [(analysis, transcript) for analysis, transcript, _ in load_track_voices(settings, keys)]
-
-
-def load_track_voices(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None,
-                                                                          dict[str, Any] | None]]:
-    """Every track's analysis, transcript and what it kept of its voices (:mod:`workers.speakers`)."""
-    return _track_results([json.loads(Context.of(settings).store.get_bytes(key)) for key in keys])
-
-
-def _track_results(stored: list[dict[str, Any]]) -> list[tuple[TrackAnalysis, TrackTranscript | None,
-                                                                dict[str, Any] | None]]:
-    results = []
-    for data in stored:
-        transcript = TrackTranscript.from_dict(data["transcript"]) if data["transcript"] else None
-        results.append((TrackAnalysis.from_dict(data["analysis"]), transcript, data.get("voice")))
-    return results
-
-
-def transcribed_on(stored: list[dict[str, Any]]) -> list[str]:
-    """Where the room's tracks were transcribed ("cpu/int8", "cuda/float16"; empty without transcription)."""
-    return sorted({str(data["transcribed_on"]) for data in stored if data.get("transcribed_on")})
-
-
 def load_finish_modules() -> None:
     """Import what :func:`finish` needs (rendering, publishing, feeds, images: about 0.5 s of a 10-minute room's
     run), so that a caller with time on its hands (waiting on the tracks) spares the finish that wait."""
@@ -394,7 +165,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
             raise StorageError(f"room {room.id!r}: track results {', '.join(missing)} are not stored yet; retrying",
                                transient=True)
         stored = [json.loads(ctx.store.get_bytes(key)) for key in result_keys]
-        heard = _track_results(stored)
+        heard = stored_results(stored)
         results = [(analysis, transcript) for analysis, transcript, _ in heard]
         turns = None
         if room.is_mixed:  # who spoke when, found by voice: the room gets its speakers, every word its speaker
@@ -422,7 +193,7 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
         if isinstance(exc, StorageError) and exc.transient and not final_attempt:  # the task retries: not over
             ctx.catalog.set_stage(room.id, f"retrying: {exc}"[:128])
         else:
-            ctx.catalog.record_failure(room.id, str(exc), still_published=job.phase == stages.WORDS)
+            ctx.catalog.set_failed(room.id, str(exc), still_published=job.phase == stages.WORDS)
         raise
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
@@ -439,16 +210,13 @@ def finish(settings: Settings, job: Job, result_keys: list[str], *, final_attemp
             "assets": [a.key for a in episode.assets], "feed": ctx.store.url(feed_key(room.show))}
 
 
-TRANSCRIBING = "replay published; transcribing tracks"
-
-
 def fail_room(settings: Settings, job: Job, error: str) -> None:
     """Record ``job``'s room failed (unless a stage recorded it already); in the words phase its published replay
     stays published, the error beside it."""
     catalog = Context.of(settings).catalog
     episode = catalog.get_episode(job.episode_id)
     if episode is not None and episode.status != "failed":
-        catalog.record_failure(job.episode_id, error, still_published=job.phase == stages.WORDS)
+        catalog.set_failed(job.episode_id, error, still_published=job.phase == stages.WORDS)
 
 
 def replay_out(catalog: Catalog, episode_id: str, digest: str) -> bool:

@@ -32,8 +32,8 @@ from storage.leases import LeaseBook, LeaseRecord
 from storage.records import EpisodeRecord
 from storage.stage_runs import StageLog, StageRunRecord
 from workers.config import Settings
+from workers.context import Context
 from workers.inbox import STORE_REF
-from workers.jobs import Context
 from workers.pauses import pause
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def fail_timed_out(settings: Settings, lease: LeaseRecord, limit_s: float) -> No
                f"ROOMCAST_STAGE_TIME_LIMIT_S, then submit the room again.")
     log.error("%s", message)
     leases = book(settings)
-    Context.of(settings).catalog.record_failure(lease.episode_id, message)
+    Context.of(settings).catalog.set_failed(lease.episode_id, message)
     leases.release(lease)
 
 

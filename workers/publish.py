@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from feeds.artwork import check_artwork, default_artwork
 from feeds.feedmeta import EpisodeMeta, Soundbite
 from feeds.live import dump as live_items_dump
 from feeds.live import load as live_items_load
@@ -27,7 +28,7 @@ from feeds.page_publish import (
 )
 from feeds.podcast_ext import feed_guid
 from feeds.rss import build_feed
-from feeds.shows import ShowConfig, check_artwork, default_artwork, show_config, show_record
+from feeds.shows import ShowConfig, show_config, show_record
 from pipeline.errors import FeedError
 from pipeline.room import Room
 from pipeline.soundbites import pick_soundbites

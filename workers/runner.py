@@ -24,8 +24,9 @@ from pipeline import vad
 from pipeline.errors import RoomcastError
 from pipeline.ffmpeg import AudioInfo, known_probes, remember_probes
 from pipeline.manifest import MANIFEST_NAME, load_room
-from workers import jobs, stages
+from workers import jobs, stages, track
 from workers.config import Settings
+from workers.context import Context, Job, phases, room_folder
 from workers.progress import notify
 
 log = logging.getLogger(__name__)
@@ -65,25 +66,25 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
                 threads.shutdown(cancel_futures=True)  # the tracks not started yet never start
                 jobs.discard_work(settings, job)
                 if not recorded.exception() and not isinstance(exc, KeyboardInterrupt):
-                    jobs.Context.of(settings).catalog.record_failure(job.episode_id, str(exc))
+                    Context.of(settings).catalog.set_failed(job.episode_id, str(exc))
                 raise
         # a show that could not be prepared is prepared again by finish, which records what went wrong
         prepared = None if show.exception() else show.result()
         return _finish(settings, job, keys, show=prepared)
-    context = multiprocessing.get_context("spawn")  # never fork a process that may hold model threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    spawn = multiprocessing.get_context("spawn")  # never fork a process that may hold model threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
         # the workers start (imports, Whisper model) while this process validates the room
         warming = [pool.submit(_warm_up, settings) for _ in range(workers)]
         started = time.monotonic()
         job = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
                                   what=f"room {room_dir.name!r}")
-        phases = jobs.phases(settings)
+        run_phases = phases(settings)
         first_listen = None
-        if phases[0] == stages.REPLAY:  # the replay out first: its tracks need no model, its mix no transcript
+        if run_phases[0] == stages.REPLAY:  # the replay out first: its tracks need no model, its mix no transcript
             replay = job.in_phase(stages.REPLAY)
             _finish(settings, replay, _run_tracks(pool, settings, replay))
             first_listen = time.monotonic() - started
-        job = job.in_phase(phases[-1])
+        job = job.in_phase(run_phases[-1])
         try:
             for warm in warming:
                 warm.result()  # a model that cannot load fails the room here (its replay stays out)
@@ -97,19 +98,19 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
     return summary
 
 
-def _finish(settings: Settings, job: jobs.Job, keys: dict[int, str], **options: Any) -> dict[str, Any]:
+def _finish(settings: Settings, job: Job, keys: dict[int, str], **options: Any) -> dict[str, Any]:
     return stages.with_retries(
         stages.FINISH, lambda final: jobs.finish(settings, job, [keys[i] for i in job.tracks], final_attempt=final,
                                                  **options), what=f"room {job.episode_id!r}")
 
 
-def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job, *,
+def _run_tracks(pool: Executor, settings: Settings, job: Job, *,
                 recorded: Future[None] | None = None) -> dict[int, str]:
     """Every track of ``job`` through ``process_track`` on ``pool``. With ``recorded`` (the episode being recorded
     in the catalog meanwhile, and the modules of the finish loaded after), the tracks' progress is reported from
     here once it is, and a failure to record it ends the run at once."""
     keys: dict[int, str] = {}
-    stage = jobs.track_stage(settings, job)
+    stage = track.track_stage(settings, job)
     notify(job.episode_id, stage, 0.0)
     order = _heaviest_first(settings, job)
     probes = known_probes()  # every track was probed by ingest here: a worker process need not probe them again
@@ -125,7 +126,7 @@ def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job, *,
                 keys[futures[future]] = result
                 notify(job.episode_id, stage, len(keys) / len(job.tracks))
         if recorded is not None and recorded.done():
-            jobs.report_tracks(settings, job, len(keys))
+            track.report_tracks(settings, job, len(keys))
     return keys
 
 
@@ -135,10 +136,10 @@ def _run_tracks(pool: Executor, settings: Settings, job: jobs.Job, *,
 ANALYSIS_COST = {"pcm_s16le": 1.0, "pcm_s24le": 1.0, "pcm_f32le": 1.0, "flac": 0.85, "mp3": 1.1, "opus": 2.2}
 
 
-def _heaviest_first(settings: Settings, job: jobs.Job) -> list[int]:
+def _heaviest_first(settings: Settings, job: Job) -> list[int]:
     """The room's tracks, the longest to work on first, so the pool does not end waiting on one big track.
     (The manifest was validated by ingest in this process: loading it again reuses its probes.)"""
-    room = load_room(jobs.room_folder(settings, job.room_dir), verify_decoding=False)
+    room = load_room(room_folder(settings, job.room_dir), verify_decoding=False)
     worst = max(ANALYSIS_COST.values())
     cost = {t.index: t.info.duration * ANALYSIS_COST.get(t.info.codec, worst) for t in room.tracks}
     return sorted(job.tracks, key=lambda index: -cost.get(index, 0.0))
@@ -153,11 +154,11 @@ def _track_count(room_dir: Path) -> int:
     return len(tracks) if isinstance(tracks, list) else 0
 
 
-def _process_track(settings: Settings, job: jobs.Job, index: int,
+def _process_track(settings: Settings, job: Job, index: int,
                    probes: dict[tuple[str, int, int, int], AudioInfo], report: bool) -> str:
     remember_probes(probes)
     return stages.with_retries(
-        stages.TRACK, lambda _final: jobs.process_track(settings, job, index, keep_decoded=True, report=report),
+        stages.TRACK, lambda _final: track.process_track(settings, job, index, keep_decoded=True, report=report),
         what=f"room {job.episode_id!r}: track {index}")
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from feeds.artwork import check_artwork
 from feeds.feedmeta import EpisodeMeta, episode_meta
-from feeds.shows import check_artwork, placeholder_warning, show_config
+from feeds.shows import placeholder_warning, show_config
 from pipeline.consent import room_consent
 from pipeline.errors import FeedError
 from pipeline.room import Room

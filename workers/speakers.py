@@ -186,7 +186,7 @@ def show_prints(settings: Settings, room: Room) -> np.ndarray | None:
     if not settings.voice_library:
         return None
     from storage.voices import known_voices
-    from workers.jobs import Context
+    from workers.context import Context
 
     return _prints(known_voices(Context.of(settings).catalog, room.show))
 

@@ -3,18 +3,11 @@ naming them by hand), added to :mod:`workers.cli`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from pipeline.errors import RoomcastError
 from storage.records import SpeakerRecord
-
-
-def _ctx(ctx: click.Context) -> Any:
-    from workers.jobs import Context
-
-    return Context.of(ctx.obj["settings"])
+from workers.cli_common import context_of
 
 
 @click.group()
@@ -29,7 +22,7 @@ def speakers_list(ctx: click.Context, show: str) -> None:
     """The voices SHOW knows: who, whether they consented, how much speech their print is taken from."""
     from storage.voices import known_voices
 
-    voices = known_voices(_ctx(ctx).catalog, show)
+    voices = known_voices(context_of(ctx).catalog, show)
     if not voices:
         click.echo(f"show {show!r} knows no voices yet: its multitrack rooms add them when published")
         return
@@ -48,7 +41,7 @@ def speakers_forget(ctx: click.Context, show: str, speaker: str) -> None:
     """Delete SPEAKER's voice print from SHOW's library (the row is deleted, not hidden)."""
     from storage.voices import forget_voice
 
-    if not forget_voice(_ctx(ctx).catalog, show, speaker):
+    if not forget_voice(context_of(ctx).catalog, show, speaker):
         raise click.ClickException(f"show {show!r} has no voice print of {speaker!r} (roomcast speakers list "
                                    f"{show})")
     click.echo(f"show {show!r}: the voice print of {speaker!r} is deleted")
@@ -63,7 +56,7 @@ def speakers_forget(ctx: click.Context, show: str, speaker: str) -> None:
 @click.pass_context
 def episode_speakers(ctx: click.Context, episode_id: str, names: tuple[str, ...], by: str | None) -> None:
     """The speakers of EPISODE_ID; with --name, name them (a mixed recording's "Speaker 1"...)."""
-    context = _ctx(ctx)
+    context = context_of(ctx)
     episode = context.catalog.get_episode(episode_id)
     if episode is None:
         raise click.ClickException(f"episode {episode_id!r} is not in the catalog (roomcast episode list)")

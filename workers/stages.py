@@ -11,9 +11,10 @@ phase does both at once.
 Executors only decide *where* each node runs: :mod:`workers.runner` runs the graph in this process (the canvas in
 Celery's eager mode with ``-j 1``, the track nodes on a process pool when Whisper runs, on threads when it does not)
 and :mod:`workers.tasks` runs it on Celery workers (a chord over the track nodes whose body is ``finish``). What a
-node does is a function of :mod:`workers.jobs`; how often it is tried again is :data:`RETRY`, the same for every
-executor: a transient storage error (a lost connection, a locked SQLite file) is retried with exponential backoff,
-anything else fails the room at once and is recorded against the episode.
+node does is a function of :mod:`workers.jobs` (ingest, finish) or :mod:`workers.track` (a track); how often it is
+tried again is :data:`RETRY`, the same for every executor: a transient storage error (a lost connection, a locked
+SQLite file) is retried with exponential backoff, anything else fails the room at once and is recorded against the
+episode.
 """
 
 from __future__ import annotations

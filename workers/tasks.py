@@ -1,4 +1,4 @@
-"""The Celery app and its tasks: thin wrappers around :mod:`workers.jobs`.
+"""The Celery app and its tasks: thin wrappers around :mod:`workers.jobs` and :mod:`workers.track`.
 
 The canvas for one room: ``ingest`` validates it and settles its language, then replaces itself with a chord
 over the room's tracks (``track``: analyse + transcribe, on the ``transcribe`` queue) whose body is ``finish``
@@ -18,8 +18,9 @@ from celery import Celery, Task, chord, group
 from celery.canvas import Signature
 
 from pipeline.errors import RoomcastError, StorageError
-from workers import jobs, leases
+from workers import jobs, leases, track
 from workers.config import Settings, load_settings
+from workers.context import Context, Job, phases
 from workers.stages import DEFAULT_QUEUE, FINISH, GRAPH, INGEST, REPLAY, RETRY, TRACK, WORDS
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,9 @@ def _held(task: Task, ref: leases.StageRef, work: Callable[[], T], *, done: Call
                             task_id=str(task.request.id), done=done, skip_if_busy=skip_if_busy)
 
 
-def _unless_failed(settings: Settings, run: jobs.Job, what: str) -> None:
+def _unless_failed(settings: Settings, run: Job, what: str) -> None:
     """The rest of a room whose run failed (a track past its time limit, an undecodable file) is not worked on."""
-    episode = jobs.Context.of(settings).catalog.get_episode(run.episode_id)
+    episode = Context.of(settings).catalog.get_episode(run.episode_id)
     if episode is not None and episode.status == "failed":
         raise RoomcastError(f"room {run.episode_id!r}: {what} skipped, the room failed already: "
                             f"{episode.error.splitlines()[0] if episode.error else 'see roomcast status'}")
@@ -132,23 +133,23 @@ def ingest_task(self: Task, room_dir: str, skip_published: bool = False) -> Any:
             job = jobs.ingest(settings, room_dir)
     except StorageError as exc:
         raise _transient_retry(self, exc) from exc
-    return self.replace(room_canvas(job.in_phase(jobs.phases(settings)[0])))
+    return self.replace(room_canvas(job.in_phase(phases(settings)[0])))
 
 
 @app.task(name=TRACK.task_name, bind=True)
 def track_task(self: Task, job: dict[str, Any], track_index: int) -> str:
     settings = current_settings()
-    run = jobs.Job.from_dict(job)
-    key = jobs.track_result_key(settings, run, track_index)
-    store = jobs.Context.of(settings).store
+    run = Job.from_dict(job)
+    key = track.track_result_key(settings, run, track_index)
+    store = Context.of(settings).store
     try:
         if not self.request.is_eager:
-            if jobs.published_from(jobs.Context.of(settings).catalog, run.episode_id, run.input_hash):
+            if jobs.published_from(Context.of(settings).catalog, run.episode_id, run.input_hash):
                 return key  # a copy delivered again after its room was published (and its work/ results removed)
             _unless_failed(settings, run, f"track {track_index}")
         stage = f"track-{track_index}" + ("-replay" if run.phase == REPLAY else "")
         result = _held(self, leases.StageRef(run.episode_id, stage, run.room_dir),
-                       lambda: jobs.process_track(settings, run, track_index), done=lambda: store.exists(key))
+                       lambda: track.process_track(settings, run, track_index), done=lambda: store.exists(key))
         assert result is not None
         return result
     except StorageError as exc:
@@ -161,8 +162,8 @@ def track_task(self: Task, job: dict[str, Any], track_index: int) -> str:
 @app.task(name=FINISH.task_name, bind=True)
 def finish_task(self: Task, result_keys: list[str], job: dict[str, Any]) -> dict[str, Any]:
     settings = current_settings()
-    run = jobs.Job.from_dict(job)
-    catalog = jobs.Context.of(settings).catalog
+    run = Job.from_dict(job)
+    catalog = Context.of(settings).catalog
     first = run.phase == REPLAY
 
     def done() -> bool:
@@ -196,7 +197,7 @@ def edit_task(self: Task, episode_id: str, request: dict[str, Any], by: str) -> 
         raise _transient_retry(self, exc) from exc
 
 
-def room_canvas(job: jobs.Job) -> Signature:
+def room_canvas(job: Job) -> Signature:
     header = group(track_task.si(job.to_dict(), index) for index in job.tracks)
     return chord(header, finish_task.s(job.to_dict()))
 

@@ -26,8 +26,8 @@ from storage.stage_runs import StageLog, StageRunRecord
 from tests.benchmarks.benchrooms import build_room
 from tests.servers import RedisServer, WorkerProcess
 from workers.config import Settings
+from workers.context import Context
 from workers.distributed import submit_room
-from workers.jobs import Context
 
 # An on-demand cloud vCPU (AWS c7i.large: 2 vCPUs for about $0.089 an hour in us-east-1, late 2025).
 DEFAULT_PRICE_PER_CORE_HOUR = 0.045

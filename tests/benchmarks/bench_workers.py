@@ -19,8 +19,8 @@ from pathlib import Path
 from tests.roomgen import make_room, manifest, write_manifest
 from tests.servers import RedisServer, WorkerProcess
 from workers.config import Settings
+from workers.context import Context
 from workers.distributed import submit_room
-from workers.jobs import Context
 
 
 def run(base: Path, room: Path, workers: int, transcribe: bool, rooms: int) -> float:

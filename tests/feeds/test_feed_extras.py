@@ -19,7 +19,7 @@ from feeds.feedmeta import EpisodeMeta, episode_meta, show_notes_html
 from feeds.rss import build_feed
 from feeds.shows import show_config
 from pipeline.errors import FeedError
-from tests.test_feed import CDN, FEED_URL, NS, make_episode, make_show, url_for
+from tests.feeds.test_feed import CDN, FEED_URL, NS, make_episode, make_show, url_for
 
 NS = {**NS, "content": "http://purl.org/rss/1.0/modules/content/"}
 NODE = "03ae9f91a0cb8ff43840e3c322c4c61f019d8c1c3cea15a25cfc425ac605e61a4a"
@@ -117,7 +117,7 @@ def test_podcast_namespace_tags(feed: bytes) -> None:
 
 
 # podcast-partytime comes from npm: scripts/install.sh installs it with `npm install --prefix .node`.
-PARTYTIME = Path(__file__).resolve().parents[1] / ".node" / "node_modules" / "podcast-partytime"
+PARTYTIME = Path(__file__).resolve().parents[2] / ".node" / "node_modules" / "podcast-partytime"
 
 
 def test_partytime_reads_every_podcast_tag(feed: bytes, tmp_path: Path) -> None:

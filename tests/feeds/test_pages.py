@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.model]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # axe-core comes from npm: .ci/run installs it with `npm install --prefix .node axe-core`.
 AXE_JS = Path(os.environ.get("ROOMCAST_AXE_JS") or REPO / ".node" / "node_modules" / "axe-core" / "axe.min.js")
 HOSTILE_TITLE = 'Levels <img src=x onerror="window.pwned=1"> & "quotes" 🎧 שלום'

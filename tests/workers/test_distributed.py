@@ -24,9 +24,9 @@ from tests.s3servers import WeedServer
 from tests.servers import PostgresServer, RedisServer, WorkerProcess, wait_for
 from workers.cli import main
 from workers.config import Settings
+from workers.context import Context
 from workers.distributed import enqueue, requeue_stale, submit_room
 from workers.inbox import inbox_prefix, store_ref
-from workers.jobs import Context
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3, pytest.mark.slow]
 

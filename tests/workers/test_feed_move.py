@@ -32,7 +32,7 @@ from workers.config import Settings
 from workers.feedmove import move_feed, redirect_note
 from workers.publish import ensure_show, rebuild_feeds
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHOW = "founders-hour"
 OLD_BASE = "https://old.example.com/media"
 OLD_FEED = f"{OLD_BASE}/shows/{SHOW}/feed.xml"

@@ -14,8 +14,8 @@ import feedparser
 import pytest
 from lxml import etree
 
+from tests.feeds.test_feed_extras import PARTYTIME
 from tests.roomgen import manifest
-from tests.test_feed_extras import PARTYTIME
 
 pytestmark = pytest.mark.slow
 LIVE = "{https://podcastindex.org/namespace/1.0}liveItem"

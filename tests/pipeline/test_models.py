@@ -127,7 +127,7 @@ def test_a_plain_install_brings_the_bundled_tiny_en(tmp_path: Path) -> None:
     import sys
     from email.parser import Parser
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     probe = ("import sys; from setuptools import build_meta; "
              "print(build_meta.prepare_metadata_for_build_editable(sys.argv[1]))")
     done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], cwd=root, capture_output=True, text=True,

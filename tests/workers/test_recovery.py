@@ -25,8 +25,8 @@ from tests.s3servers import WeedServer
 from tests.servers import PostgresServer, RedisServer, WorkerProcess, wait_for
 from workers.cli import main
 from workers.config import Settings
+from workers.context import Context
 from workers.distributed import submit_room
-from workers.jobs import Context
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3, pytest.mark.postgres, pytest.mark.slow]
 

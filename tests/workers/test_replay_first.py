@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.errors import RoomcastError
 from workers.config import Settings
-from workers.jobs import Context
+from workers.context import Context
 from workers.progress import listening
 from workers.runner import process_room
 

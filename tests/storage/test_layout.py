@@ -12,7 +12,7 @@ from pipeline.errors import FeedError
 from storage import layout
 from storage.objects import LocalStore, check_key
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_public_keys_follow_the_documented_layout() -> None:

@@ -258,7 +258,7 @@ def _opened_in_a_new_process(database_url: str) -> bool:
     probe = ("import sys; from storage.catalog import Catalog; Catalog(sys.argv[1]).close(); "
              "print('alembic' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe, database_url], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1], check=True)
+                          cwd=Path(__file__).resolve().parents[2], check=True)
     return done.stdout.strip() == "True"
 
 

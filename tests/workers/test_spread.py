@@ -14,8 +14,8 @@ from storage.stage_runs import StageLog
 from tests.roomgen import manifest, write_manifest
 from tests.servers import RedisServer, WorkerProcess, wait_for
 from workers.config import Settings
+from workers.context import Context
 from workers.distributed import submit_room
-from workers.jobs import Context
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -25,8 +25,8 @@ from storage import edit_log
 from tests.roomgen import duration, truth
 from tests.s3servers import WeedServer
 from workers.config import Settings
+from workers.context import Context
 from workers.edit import edit_episode, render_state
-from workers.jobs import Context
 from workers.progress import listening
 from workers.runner import process_room
 

@@ -22,10 +22,10 @@ from feeds.rss import build_feed
 from feeds.shows import show_config
 from pipeline.errors import FeedError
 from storage.records import PersonRecord
-from tests.test_feed import CDN, FEED_URL, make_episode, make_show, url_for
-from tests.test_feed_extras import FEED, SPEAKERS, TOML
+from tests.feeds.test_feed import CDN, FEED_URL, make_episode, make_show, url_for
+from tests.feeds.test_feed_extras import FEED, SPEAKERS, TOML
 
-DATA = Path(__file__).resolve().parent / "data" / "podcast-namespace"
+DATA = Path(__file__).resolve().parents[1] / "data" / "podcast-namespace"
 XS = "{http://www.w3.org/2001/XMLSchema}"
 # What a full-featured roomcast feed carries: the test fails if one of them goes missing, so it never passes empty.
 EMITTED = {"guid", "image", "locked", "medium", "license", "location", "funding", "liveItem", "contentLink", "person",

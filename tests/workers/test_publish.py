@@ -21,7 +21,7 @@ from storage.s3 import S3Store
 from tests.roomgen import manifest, write_manifest
 from tests.s3servers import WeedServer
 from workers.config import Settings
-from workers.jobs import Context
+from workers.context import Context
 from workers.runner import process_room
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]

@@ -14,8 +14,9 @@ from pipeline.audio import ANALYSIS_RATE, PcmCopy, decode_blocks
 from pipeline.errors import MediaError, StorageError
 from pipeline.manifest import load_room
 from tests.roomgen import manifest, write_manifest
-from workers import jobs
+from workers import jobs, track
 from workers.config import Settings
+from workers.context import Job
 from workers.runner import _heaviest_first, process_room
 
 
@@ -28,7 +29,7 @@ def test_the_dearest_track_is_analysed_first(short_room: Path, tmp_path: Path) -
     data["tracks"] = sorted(data["tracks"], key=lambda t: str(t["file"]).endswith(".opus"))
     write_manifest(room, data)
     tracks = tuple(range(len(data["tracks"])))
-    job = jobs.Job(str(data["id"]), str(room), "0" * 64, "en", tracks)
+    job = Job(str(data["id"]), str(room), "0" * 64, "en", tracks)
     order = _heaviest_first(Settings(), job)
     assert sorted(order) == list(tracks)
     assert str(data["tracks"][order[0]]["file"]).endswith(".opus"), (order, data["tracks"])
@@ -98,14 +99,14 @@ def test_a_track_that_fails_its_analysis_fails_the_episode_in_the_catalog(
 
     room = load_room(short_room)
     broken = room.published_tracks[-1].path
-    real = jobs.analyse_track
+    real = track.analyse_track
 
     def analyse(track: Any, **kwargs: Any) -> Any:
         if track.path == broken:
             raise MediaError(f"room {room.id!r}: {track.file}: could not decode the audio")
         return real(track, **kwargs)
 
-    monkeypatch.setattr(jobs, "analyse_track", analyse)
+    monkeypatch.setattr(track, "analyse_track", analyse)
     database = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
     settings = Settings(store=str(tmp_path / "store"), database_url=database, work_dir=tmp_path / "work",
                         transcribe=False)
@@ -119,7 +120,7 @@ def test_a_track_that_fails_its_analysis_fails_the_episode_in_the_catalog(
 
 def test_a_worker_whose_track_fails_marks_the_episode_failed(short_room: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The per-track stage as a Celery worker runs it (``jobs.process_track``, reporting to the catalog): a track
+    """The per-track stage as a Celery worker runs it (``track.process_track``, reporting to the catalog): a track
     that cannot be decoded marks its episode failed with the error, instead of leaving it "analysing"."""
     from storage.catalog import Catalog
 
@@ -133,9 +134,9 @@ def test_a_worker_whose_track_fails_marks_the_episode_failed(short_room: Path, t
     def analyse(track: Any, **kwargs: Any) -> Any:
         raise MediaError(f"room {room.id!r}: {track.file}: could not decode the audio")
 
-    monkeypatch.setattr(jobs, "analyse_track", analyse)
+    monkeypatch.setattr(track, "analyse_track", analyse)
     with pytest.raises(MediaError):
-        jobs.process_track(settings, job, broken.index)
+        track.process_track(settings, job, broken.index)
     episode = Catalog(database).get_episode(room.id)
     assert episode is not None and episode.status == "failed" and broken.file in episode.error
 
@@ -220,7 +221,7 @@ def test_transcription_reads_the_decode_of_its_analysis(short_room: Path, tmp_pa
                         work_dir=tmp_path / "work")
     job = jobs.ingest(settings, short_room)
     index = max(job.tracks, key=lambda i: load_room(short_room).tracks[i].info.duration)
-    once = jobs.load_track_results(settings, [jobs.process_track(settings, job, index)])[0][1]
+    once = track.load_track_results(settings, [track.process_track(settings, job, index)])[0][1]
     assert once is not None
     once_words = [(w.text, w.start, w.end) for s in once.segments for w in s.words]
     assert decodes == [] and once_words
@@ -230,7 +231,7 @@ def test_transcription_reads_the_decode_of_its_analysis(short_room: Path, tmp_pa
     settings = Settings(store=str(tmp_path / "store2"), database_url=f"sqlite:///{tmp_path / 'catalog2.sqlite'}",
                         work_dir=tmp_path / "work2")
     job = jobs.ingest(settings, short_room)
-    twice = jobs.load_track_results(settings, [jobs.process_track(settings, job, index)])[0][1]
+    twice = track.load_track_results(settings, [track.process_track(settings, job, index)])[0][1]
     assert decodes and twice is not None
     assert [(w.text, w.start, w.end) for s in twice.segments for w in s.words] == once_words
 

@@ -9,14 +9,8 @@ from typing import cast
 import pytest
 from PIL import Image
 
-from feeds.shows import (
-    PLACEHOLDER_EMAIL,
-    check_artwork,
-    default_artwork,
-    show_config,
-    show_record,
-    title_from_id,
-)
+from feeds.artwork import check_artwork, default_artwork
+from feeds.shows import PLACEHOLDER_EMAIL, show_config, show_record, title_from_id
 from pipeline.errors import FeedError
 from storage.records import ShowRecord
 

@@ -17,7 +17,7 @@ from pipeline.errors import MediaError
 from pipeline.ffmpeg import STDERR_TAIL_LINES, probe_audio, run_ffmpeg, stream_ffmpeg
 from tests.roomgen import write_wav
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _chunks(stdout: IO[bytes]) -> Iterator[bytes]:

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from pipeline.chapters import Chapter
+from pipeline.edit_audio import edited_blocks
 from pipeline.edits import (
     BLEEP_TEXT,
     EditRequest,
     Span,
     edit_chapters,
     edit_transcript,
-    edited_blocks,
     mute_spans,
     parse_span,
     parse_time,

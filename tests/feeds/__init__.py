@@ -1,0 +1,1 @@
+"""Tests of the feeds package, one file per module or behaviour."""

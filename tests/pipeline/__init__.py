@@ -1,0 +1,1 @@
+"""Tests of the pipeline package, one file per module or behaviour."""

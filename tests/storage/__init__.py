@@ -1,0 +1,1 @@
+"""Tests of the storage package, one file per module or behaviour."""

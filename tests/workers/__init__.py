@@ -1,0 +1,1 @@
+"""Tests of the workers package, one file per module or behaviour."""
