@@ -57,3 +57,12 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     done = subprocess.run([sys.executable, "-m", "mypy", *PACKAGES], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+MAX_MODULE_LINES = 420  # a module a newcomer reads in one sitting; past it, a part with a job of its own moves out
+
+
+def test_modules_stay_readable_in_one_sitting() -> None:
+    long = {str(path.relative_to(ROOT)): n for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
