@@ -134,10 +134,6 @@ def track_result_key(settings: Settings, job: Job, track_index: int) -> str:
                                    transcribed=run_settings(settings, job).transcribe)
 
 
-def loadstored_results(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None]]:
-    return [(analysis, transcript) for analysis, transcript, _ in load_track_voices(settings, keys)]
-
-
 def load_track_voices(settings: Settings, keys: list[str]) -> list[tuple[TrackAnalysis, TrackTranscript | None,
                                                                           dict[str, Any] | None]]:
     """Every track's analysis, transcript and what it kept of its voices (:mod:`workers.speakers`)."""

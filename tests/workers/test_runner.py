@@ -221,17 +221,17 @@ def test_transcription_reads_the_decode_of_its_analysis(short_room: Path, tmp_pa
                         work_dir=tmp_path / "work")
     job = jobs.ingest(settings, short_room)
     index = max(job.tracks, key=lambda i: load_room(short_room).tracks[i].info.duration)
-    once = track.load_track_results(settings, [track.process_track(settings, job, index)])[0][1]
+    once = track.load_track_voices(settings, [track.process_track(settings, job, index)])[0][1]
     assert once is not None
     once_words = [(w.text, w.start, w.end) for s in once.segments for w in s.words]
     assert decodes == [] and once_words
     assert not list((tmp_path / "work").rglob("*.f32*"))
 
-    monkeypatch.setattr(jobs, "speech_copy", lambda *args: None)  # no room for the copy: the track is decoded again
+    monkeypatch.setattr(track, "speech_copy", lambda *args: None)  # no room for the copy: the track is decoded again
     settings = Settings(store=str(tmp_path / "store2"), database_url=f"sqlite:///{tmp_path / 'catalog2.sqlite'}",
                         work_dir=tmp_path / "work2")
     job = jobs.ingest(settings, short_room)
-    twice = track.load_track_results(settings, [track.process_track(settings, job, index)])[0][1]
+    twice = track.load_track_voices(settings, [track.process_track(settings, job, index)])[0][1]
     assert decodes and twice is not None
     assert [(w.text, w.start, w.end) for s in twice.segments for w in s.words] == once_words
 
