@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ class RedisServer:
         self.stop()
         self.start()
 
-    def client(self, db: int = 0):  # type: ignore[no-untyped-def]
+    def client(self, db: int = 0) -> Any:
         import redis
 
         return redis.Redis(host="127.0.0.1", port=self.port, db=db)

@@ -215,7 +215,7 @@ def test_gpodder_parser_reads_items(feed_bytes: bytes, episodes: list[EpisodeRec
         assert replay is not None
         assert item["title"] == episode.title
         assert item["total_time"] == round(episode.duration_s)
-        assert item["published"] == int(episode.published_at.timestamp())  # type: ignore[union-attr]
+        assert item["published"] == int(episode.published_at.timestamp())
         (enclosure,) = item["enclosures"]
         assert enclosure == {"url": CDN + replay.key, "file_size": replay.size, "mime_type": "audio/mpeg"}
     assert [e["published"] for e in parsed["episodes"]] == sorted((e["published"] for e in parsed["episodes"]),

@@ -67,8 +67,8 @@ def test_webvtt_parses_with_voices_and_escaping(transcript: Transcript, tmp_path
     assert text.startswith("WEBVTT\n\n")
     path = tmp_path / "t.vtt"
     path.write_text(text, encoding="utf-8")
-    parsed = list(webvtt.read(str(path)))
-    assert {html.unescape(c.voice) for c in parsed} == set(NAMES.values())
+    parsed = webvtt.read(str(path)).captions
+    assert {html.unescape(c.voice or "") for c in parsed} == set(NAMES.values())
     assert "<v Bob &lt;Ops&gt; &amp; Co>" in text
     joined = " ".join(html.unescape(c.text) for c in parsed)
     for fragment in ('Q&A: is "x < y" true?', "ça marche très bien à Zürich.", "shipping audio products"):

@@ -167,7 +167,7 @@ def test_overlapping_tracks_of_one_speaker_are_refused(livekit_copy: Path, tmp_p
 
 
 def test_mixed_recording_makes_a_mixed_manifest(scenario: Scenario, tmp_path: Path) -> None:
-    mix = platforms.encode(sum(scenario.full_track(s) for s in NAMES), tmp_path / "space" / "x-space.m4a",
+    mix = platforms.encode(np.sum([scenario.full_track(s) for s in NAMES], axis=0), tmp_path / "space" / "x-space.m4a",
                            "-c:a", "aac")
     report = import_room("mixed", mix, tmp_path / "room", show="spaces")
     data = json.loads((tmp_path / "room" / "room.json").read_text())
@@ -182,7 +182,7 @@ def test_mixed_recording_makes_a_mixed_manifest(scenario: Scenario, tmp_path: Pa
 def test_a_mixed_download_processes_directly(scenario: Scenario, tmp_path: Path) -> None:
     """``roomcast process --source mixed`` on a platform's single file: imported, diarized, transcribed and
     published. The scenario's three speakers share one espeak-ng voice, so one voice is found, numbered."""
-    mix = platforms.encode(sum(scenario.full_track(s) for s in NAMES), tmp_path / "space" / "x-space.m4a",
+    mix = platforms.encode(np.sum([scenario.full_track(s) for s in NAMES], axis=0), tmp_path / "space" / "x-space.m4a",
                            "-c:a", "aac")
     done = CliRunner().invoke(main, ["process", "--source", "mixed", str(mix), "-q"], env=_env(tmp_path))
     assert done.exit_code == 0, done.output

@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyloudnorm
@@ -92,7 +93,7 @@ def room_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mastered(room_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def mastered(room_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The one-pass render that publishing uses: mix, master and encode together."""
     out = tmp_path_factory.mktemp("mastered")
     room = load_room(room_dir)
@@ -135,8 +136,8 @@ def _ebur128(path: Path) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("name", ["replay.mp3", "replay.m4a"])
-def test_master_hits_target_on_the_encoded_file(mastered: dict[str, object], name: str) -> None:
-    path = mastered["out"] / name  # type: ignore[operator]
+def test_master_hits_target_on_the_encoded_file(mastered: dict[str, Any], name: str) -> None:
+    path = mastered["out"] / name
     integrated, peak = _ebur128(path)
     assert abs(integrated - (-19.0)) <= 0.5, integrated
     assert peak <= -1.0, peak
@@ -144,18 +145,18 @@ def test_master_hits_target_on_the_encoded_file(mastered: dict[str, object], nam
     assert abs(independent - (-19.0)) <= 0.5, independent
 
 
-def test_mix_loudness_is_predicted_so_one_pass_is_enough(mastered: dict[str, object], tmp_path: Path) -> None:
+def test_mix_loudness_is_predicted_so_one_pass_is_enough(mastered: dict[str, Any], tmp_path: Path) -> None:
     """The mastering gain comes from the plan's prediction: ffmpeg's ebur128 on the mix agrees within 0.3 LU, and
     neither format needed a second pass."""
-    _plan, loudness = mix(mastered["room"], mastered["analyses"], tmp_path / "mix.wav")  # type: ignore[arg-type]
-    predicted = mastered["plan"].predicted_lufs  # type: ignore[attr-defined]
+    _plan, loudness = mix(mastered["room"], mastered["analyses"], tmp_path / "mix.wav")
+    predicted = mastered["plan"].predicted_lufs
     assert abs(predicted - loudness) <= 0.3, (predicted, loudness)
-    assert mastered["master"].passes == 1, mastered["master"].notes  # type: ignore[attr-defined]
+    assert mastered["master"].passes == 1, mastered["master"].notes
 
 
-def test_the_opus_replay_lands_on_target_too(mastered: dict[str, object], tmp_path: Path) -> None:
+def test_the_opus_replay_lands_on_target_too(mastered: dict[str, Any], tmp_path: Path) -> None:
     """With Opus on, the same one-pass render writes three files, each on target."""
-    _plan, result = render_replay(mastered["room"], mastered["analyses"], tmp_path,  # type: ignore[arg-type]
+    _plan, result = render_replay(mastered["room"], mastered["analyses"], tmp_path,
                                   tags=Tags("t", "a", "b"), chapters=[], settings=MasterSettings(opus=True))
     assert sorted(e.format for e in result.files) == ["m4a", "mp3", "opus"]
     for encoded in result.files:
@@ -163,12 +164,12 @@ def test_the_opus_replay_lands_on_target_too(mastered: dict[str, object], tmp_pa
         assert abs(integrated - (-19.0)) <= 0.5 and peak <= -1.0, (encoded.format, integrated, peak)
 
 
-def test_our_meter_agrees_with_ffmpeg(mastered: dict[str, object], tmp_path: Path) -> None:
+def test_our_meter_agrees_with_ffmpeg(mastered: dict[str, Any], tmp_path: Path) -> None:
     """roomcast measures its encoded files itself; ffmpeg's ebur128 (192 kHz true peak) is the reference."""
     stereo = tmp_path / "stereo.opus"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(mastered["out"] / "replay.mp3"),  # type: ignore[operator]
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(mastered["out"] / "replay.mp3"),
                     "-af", "volume=9dB", "-ac", "2", "-c:a", "libopus", str(stereo)], check=True)
-    for path in (mastered["out"] / "replay.mp3", mastered["out"] / "replay.m4a", stereo):  # type: ignore[operator]
+    for path in (mastered["out"] / "replay.mp3", mastered["out"] / "replay.m4a", stereo):
         ours = measure_file(path, what="test")
         integrated, peak = _ebur128(path)
         assert abs(ours.integrated_lufs - integrated) <= 0.15, (path.name, ours, integrated)
@@ -188,22 +189,22 @@ def test_a_loud_burst_is_turned_down_and_speech_is_left_alone() -> None:
     assert reduction[49] < -1.0, "the reduction is in place before the burst starts"
 
 
-def test_speakers_20_db_apart_end_up_within_2_lu(mastered: dict[str, object]) -> None:
-    audio = _decode(mastered["out"] / "replay.mp3")  # type: ignore[operator]
-    shift = mastered["plan"].trim_start  # type: ignore[attr-defined]
+def test_speakers_20_db_apart_end_up_within_2_lu(mastered: dict[str, Any]) -> None:
+    audio = _decode(mastered["out"] / "replay.mp3")
+    shift = mastered["plan"].trim_start
     meter = pyloudnorm.Meter(RATE)
     levels = []
-    for turn in mastered["truth"]:  # type: ignore[attr-defined]
+    for turn in mastered["truth"]:
         a, b = int((turn["start"] - shift) * RATE), int((turn["end"] - shift) * RATE)
         levels.append(meter.integrated_loudness(audio[a:b]))
     assert max(levels) - min(levels) <= 2.0, levels
 
 
-def test_noise_between_phrases_does_not_add_up(mastered: dict[str, object]) -> None:
+def test_noise_between_phrases_does_not_add_up(mastered: dict[str, Any]) -> None:
     """In stretches where nobody speaks, the mix is no noisier than one track's own noise floor (+3 dB)."""
-    audio = _decode(mastered["out"] / "replay.mp3")  # type: ignore[operator]
-    shift = mastered["plan"].trim_start  # type: ignore[attr-defined]
-    truth = mastered["truth"]  # type: ignore[attr-defined]
+    audio = _decode(mastered["out"] / "replay.mp3")
+    shift = mastered["plan"].trim_start
+    truth = mastered["truth"]
     busy = np.zeros(audio.size, dtype=bool)
     for turn in truth:
         busy[max(0, int((turn["start"] - shift - 0.6) * RATE)):int((turn["end"] - shift + 0.6) * RATE)] = True
@@ -214,9 +215,9 @@ def test_noise_between_phrases_does_not_add_up(mastered: dict[str, object]) -> N
     assert mix_floor_db <= single_floor_db + 3.0, mix_floor_db
 
 
-def test_chapters_embedded_in_both_files(mastered: dict[str, object]) -> None:
-    out: Path = mastered["out"]  # type: ignore[assignment]
-    chapters: list[Chapter] = mastered["chapters"]  # type: ignore[assignment]
+def test_chapters_embedded_in_both_files(mastered: dict[str, Any]) -> None:
+    out: Path = mastered["out"]
+    chapters: list[Chapter] = mastered["chapters"]
     tags = ID3(out / "replay.mp3")
     assert tags.version[:2] == (2, 3)
     chaps = sorted(tags.getall("CHAP"), key=lambda c: c.start_time)
@@ -234,9 +235,9 @@ def test_chapters_embedded_in_both_files(mastered: dict[str, object]) -> None:
         assert [c["tags"]["title"] for c in probed["chapters"]] == [c.title for c in chapters], name
 
 
-def test_dead_air_is_trimmed(mastered: dict[str, object]) -> None:
+def test_dead_air_is_trimmed(mastered: dict[str, Any]) -> None:
     plan = mastered["plan"]
-    first_word = min(t["start"] for t in mastered["truth"])  # type: ignore[attr-defined]
+    first_word = min(t["start"] for t in mastered["truth"])
     assert 0 < plan.trim_start <= first_word
     assert first_word - plan.trim_start <= 1.0
 
@@ -362,18 +363,18 @@ def test_an_envelope_reaches_the_mixing_rate_unchanged(rate: int) -> None:
     assert np.all(got[-rate:] == env[-1])
 
 
-def test_the_mix_is_each_track_times_its_envelope_at_its_offset(mastered: dict[str, object]) -> None:
+def test_the_mix_is_each_track_times_its_envelope_at_its_offset(mastered: dict[str, Any]) -> None:
     """The streamed mix against the same sum done at once on the whole tracks: four codecs and sample rates,
     offsets that fall between envelope points, a stereo track, and a trim that starts inside the first track."""
     room, analyses = mastered["room"], mastered["analyses"]
     settings = MixSettings(lead_in_s=0.2)
-    plan = plan_mix(room, analyses, settings)  # type: ignore[arg-type]
+    plan = plan_mix(room, analyses, settings)
     assert plan.trim_start > 1.0
-    got = np.concatenate(list(mixed_blocks(room, plan, analyses, settings, what="test")))  # type: ignore[arg-type]
+    got = np.concatenate(list(mixed_blocks(room, plan, analyses, settings, what="test")))
     first, last = round(plan.trim_start * RATE), round(plan.trim_end * RATE)
     want = np.zeros(last, dtype=np.float64)
-    by_index = {a.track_index: a for a in analyses}  # type: ignore[attr-defined]
-    for track in room.tracks:  # type: ignore[attr-defined]
+    by_index = {a.track_index: a for a in analyses}
+    for track in room.tracks:
         raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(track.path), "-ac", "1", "-ar", str(RATE),
                               "-f", "f32le", "-"], capture_output=True, check=True).stdout
         audio = np.frombuffer(raw, dtype=np.float32).astype(np.float64)
@@ -387,15 +388,15 @@ def test_the_mix_is_each_track_times_its_envelope_at_its_offset(mastered: dict[s
     assert float(np.max(np.abs(got))) > 0.01
 
 
-def test_a_decoded_copy_mixes_the_same_as_a_fresh_decode(mastered: dict[str, object], tmp_path: Path) -> None:
+def test_a_decoded_copy_mixes_the_same_as_a_fresh_decode(mastered: dict[str, Any], tmp_path: Path) -> None:
     """The copies the analysis keeps (one decode, two rates) hold the very samples a fresh decode gives: the mix
     made from them is the same mix, and the analysis is the same analysis."""
     room, analyses = mastered["room"], mastered["analyses"]
-    copies = {t.index: PcmCopy(tmp_path / f"{t.index}.f32", RATE) for t in room.tracks}  # type: ignore[attr-defined]
-    again = [analyse_track(t, what=t.file, copy=copies[t.index]) for t in room.tracks]  # type: ignore[attr-defined]
+    copies = {t.index: PcmCopy(tmp_path / f"{t.index}.f32", RATE) for t in room.tracks}
+    again = [analyse_track(t, what=t.file, copy=copies[t.index]) for t in room.tracks]
     assert again == analyses
     plan = mastered["plan"]
-    fresh = np.concatenate(list(mixed_blocks(room, plan, analyses, MixSettings(), what="test")))  # type: ignore[arg-type]
-    kept = np.concatenate(list(mixed_blocks(room, plan, analyses, MixSettings(), what="test",  # type: ignore[arg-type]
+    fresh = np.concatenate(list(mixed_blocks(room, plan, analyses, MixSettings(), what="test")))
+    kept = np.concatenate(list(mixed_blocks(room, plan, analyses, MixSettings(), what="test",
                                             copies=copies)))
     assert kept.size == fresh.size and float(np.max(np.abs(kept - fresh))) == 0.0

@@ -53,7 +53,8 @@ def _noise(seconds: float, level: float, seed: int = 1) -> np.ndarray:
 def _long_speech(voices: list[np.ndarray]) -> tuple[np.ndarray, list[float]]:
     """Nine sentences with 0.3 s between them, after 1 s of silence: ~37 s of speech with no pause for the VAD to
     end a region at; and where each sentence starts."""
-    track, places, at = [np.zeros(ANALYSIS_RATE, dtype=np.float32)], [], 1.0
+    track: list[np.ndarray] = [np.zeros(ANALYSIS_RATE, dtype=np.float32)]
+    places, at = [], 1.0
     for voice in voices * 3:
         places.append(at)
         track += [0.7 * voice, np.zeros(int(0.3 * ANALYSIS_RATE), dtype=np.float32)]

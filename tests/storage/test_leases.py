@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from storage.catalog import Catalog
-from storage.leases import LeaseBook
+from storage.leases import LeaseBook, LeaseRecord
 from storage.records import SpeakerRecord, TrackRecord
 
 
@@ -23,7 +23,7 @@ def catalog(tmp_path: Path) -> Catalog:
     return catalog
 
 
-def take(leases: LeaseBook, worker: str, duration_s: float = 30.0, stage: str = "track-0"):  # type: ignore[no-untyped-def]
+def take(leases: LeaseBook, worker: str, duration_s: float = 30.0, stage: str = "track-0") -> LeaseRecord | None:
     return leases.acquire(episode_id="room-1", stage=stage, worker=worker, room_ref="store:inbox/room-1/",
                           task_id=f"task-{worker}", duration_s=duration_s)
 
@@ -38,7 +38,7 @@ def test_a_live_lease_has_one_holder_and_only_it_renews_or_releases(catalog: Cat
     assert holder is not None and holder.worker == "w1" and holder.token == mine.token
     assert leases.by_task("task-w1") == holder
     assert leases.renew(mine, 60.0)
-    assert leases.holder("room-1", "track-0").expires_at > mine.expires_at  # type: ignore[union-attr]
+    assert leases.holder("room-1", "track-0").expires_at > mine.expires_at
     leases.release(mine)
     assert leases.holder("room-1", "track-0") is None
     assert not leases.renew(mine, 60.0)
@@ -79,7 +79,7 @@ def test_racing_workers_one_wins(catalog: Catalog, tmp_path: Path, expired: bool
     for thread in threads:
         thread.join()
     assert len(won) == 1, won
-    assert LeaseBook(catalog).holder("room-1", "track-0").worker == won[0]  # type: ignore[union-attr]
+    assert LeaseBook(catalog).holder("room-1", "track-0").worker == won[0]
 
 
 def test_expired_leases_are_taken_over_once_and_the_loss_is_in_the_history(catalog: Catalog) -> None:
@@ -96,7 +96,7 @@ def test_expired_leases_are_taken_over_once_and_the_loss_is_in_the_history(catal
     assert leases.record_lost("room-1", "worker w1 was lost during track-0, track-1")
     jobs = catalog.jobs("room-1")
     assert [job.status for job in jobs] == ["abandoned"] and "w1 was lost" in jobs[0].error
-    assert catalog.get_episode("room-1").stage == "requeued after a lost worker"  # type: ignore[union-attr]
+    assert catalog.get_episode("room-1").stage == "requeued after a lost worker"
     catalog.set_failed("room-1", "bad track")
     assert not leases.record_lost("room-1", "too late")  # a failed room is not enqueued again
 

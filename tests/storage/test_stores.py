@@ -6,8 +6,9 @@ import hashlib
 import os
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import boto3
 import pytest
@@ -16,6 +17,8 @@ from pipeline.errors import StorageError
 from storage.objects import ASSET_CACHE_CONTROL, FEED_CACHE_CONTROL, LocalStore, ObjectStore, open_store
 from storage.s3 import S3Store
 from tests.s3servers import WeedServer
+
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -131,7 +134,7 @@ def test_a_stopped_server_gives_transient_errors(tmp_path: Path) -> None:
         server.stop()
 
 
-def _retry_transient(action, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+def _retry_transient(action: Callable[[], T], timeout: float = 60.0) -> T:
     """What a worker does with a transient storage error: try again, for a while."""
     deadline = time.monotonic() + timeout
     while True:

@@ -118,9 +118,9 @@ def test_show_encoding_settings_stereo_and_opus(short_room: Path, tmp_path: Path
 
     item = etree.parse(str(tmp_path / "store" / "shows" / show / "feed.xml")).find("channel/item")
     alternates = item.findall("{https://podcastindex.org/namespace/1.0}alternateEnclosure")
-    opus = [a for a in alternates if a.get("type") == "audio/opus"]
-    assert len(opus) == 1 and int(opus[0].get("length")) == (folder / "replay.opus").stat().st_size
-    assert opus[0][0].get("uri").endswith("/replay.opus")
+    listed = [a for a in alternates if a.get("type") == "audio/opus"]
+    assert len(listed) == 1 and int(listed[0].get("length")) == (folder / "replay.opus").stat().st_size
+    assert listed[0][0].get("uri").endswith("/replay.opus")
 
 
 def test_mp3_tags_as_players_read_them(short_room: Path, tmp_path: Path, env: dict[str, str]) -> None:

@@ -16,8 +16,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, text
 
+from storage.catalog import Catalog
 from storage.migrations import HEAD_REVISION
-from storage.objects import open_store
+from storage.objects import ObjectStore, open_store
 from tests.mixdown import mix_down
 from tests.roomgen import manifest, write_manifest
 from tests.s3servers import WeedServer
@@ -48,11 +49,11 @@ class Cluster:
         return process
 
     @property
-    def catalog(self):  # type: ignore[no-untyped-def]
+    def catalog(self) -> Catalog:
         return Context.of(self.settings).catalog
 
     @property
-    def store(self):  # type: ignore[no-untyped-def]
+    def store(self) -> ObjectStore:
         return Context.of(self.settings).store
 
     def wait_done(self, episode_ids: list[str], timeout: float, poll: float = 1.0,

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"
                        "MaxAgeSeconds": 86400}]}
 
 
-def _client(server: WeedServer):  # type: ignore[no-untyped-def]
+def _client(server: WeedServer) -> Any:
     import boto3
 
     return boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=ACCESS_KEY,

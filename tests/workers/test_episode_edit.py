@@ -22,6 +22,7 @@ from mutagen.id3 import ID3
 from pipeline.edits import EditRequest, Span
 from pipeline.errors import InvalidEdit, StorageError
 from storage import edit_log
+from storage.s3 import S3Store
 from tests.roomgen import duration, truth
 from tests.s3servers import WeedServer
 from workers.config import Settings
@@ -109,6 +110,7 @@ def test_edits_after_publish(short_room: Path, server: WeedServer, tmp_path: Pat
     process_room(settings, short_room, processes=2)
     ctx = Context.of(settings)
     store, catalog = ctx.store, ctx.catalog
+    assert isinstance(store, S3Store)
     feed_url = store.url("shows/founders-hour/feed.xml")
     guid = feedparser.parse(store.get_bytes("shows/founders-hour/feed.xml")).entries[0].id
     basis = edit_log.get_basis(catalog, EPISODE)
@@ -313,7 +315,7 @@ def test_processing_the_room_again_keeps_its_edits(short_room: Path, tmp_path: P
                         work_dir=tmp_path / "work", cache_dir=tmp_path / "cache", transcribe=False)
     process_room(settings, room, processes=2)
     ctx = Context.of(settings)
-    token = ctx.catalog.get_show("founders-hour").private_token  # type: ignore[union-attr]
+    token = ctx.catalog.get_show("founders-hour").private_token
     private = f"shows/founders-hour/private/{token}/"
     edit_episode(settings, EPISODE, EditRequest(remove_speakers=("zoe",), cuts=(Span(1.0, 3.0),),
                                                 title="Corrected"), by="editor")

@@ -8,6 +8,7 @@ import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def receiver() -> Iterator[str]:
     server.server_close()
 
 
-def _rebuild(tmp: Path, **settings: str) -> float:
+def _rebuild(tmp: Path, **settings: Any) -> float:
     config = Settings(store=str(tmp / "store"), database_url=f"sqlite:///{tmp / 'c.sqlite'}", **settings)
     store = LocalStore(tmp / "store", public_url="https://cdn.example.com/")
     catalog = Catalog(config.database_url)

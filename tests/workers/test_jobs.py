@@ -99,16 +99,16 @@ def test_a_failure_after_the_replay_keeps_it_published_and_the_first_error_stays
     process_room(settings, room, processes=2)
     catalog = Context.of(settings).catalog
     episode_id = str(manifest(room)["id"])
-    digest = catalog.get_episode(episode_id).input_hash  # type: ignore[union-attr]
+    digest = catalog.get_episode(episode_id).input_hash
     assert jobs.replay_out(catalog, episode_id, digest) and not jobs.replay_out(catalog, episode_id, "b" * 64)
     words = Job(episode_id, str(room), digest, "en", (0,), phase=stages.WORDS)
     jobs.fail_room(settings, words, "the transcription model could not load")
     episode = catalog.get_episode(episode_id)
     assert episode is not None and episode.status == "published" and "could not load" in episode.error
     jobs.fail_room(settings, words.in_phase(stages.FULL), "a later error")
-    assert catalog.get_episode(episode_id).status == "failed"  # type: ignore[union-attr]
+    assert catalog.get_episode(episode_id).status == "failed"
     jobs.fail_room(settings, words.in_phase(stages.FULL), "yet another")
-    assert catalog.get_episode(episode_id).error == "a later error"  # type: ignore[union-attr]
+    assert catalog.get_episode(episode_id).error == "a later error"
 
 
 def test_discard_work_removes_the_decoded_copies_and_nothing_else(tmp_path: Path) -> None:

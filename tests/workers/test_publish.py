@@ -45,7 +45,7 @@ def variant(room: Path, tmp: Path, **changes: Any) -> Path:
 
 def fetch(url: str) -> bytes:
     with urllib.request.urlopen(url) as reply:
-        return reply.read()  # type: ignore[no-any-return]
+        return reply.read()
 
 
 def test_publish_republish_and_visibility(short_room: Path, bucket: str, s3_server: WeedServer, tmp_path: Path) -> None:
@@ -151,7 +151,7 @@ def test_server_stopped_mid_publish_keeps_old_feed_and_rerun_completes(short_roo
         crashing = settings_for(tmp_path / "x", "s3://rc-crash").replace(database_url=settings.database_url)
         context = Context(crashing)
         context.store = StopsMidPublish("rc-crash", "")
-        context.store.server = server  # type: ignore[attr-defined]
+        context.store.server = server
         normal = Context.of(settings)
         Context._cache[Context.key(crashing)] = context  # the same store and catalog, reached through the stub
         room = variant(short_room, tmp_path, id="ep-during", title="During the outage")
@@ -256,4 +256,4 @@ def test_an_episode_is_published_only_once_its_feed_lists_it(short_room: Path, b
     monkeypatch.setattr(Catalog, "mark_published", watched)
     process_room(settings, variant(short_room, tmp_path, id="ep-ordered"), processes=2)
     assert len(seen) == 1 and len(seen[0]) == 1, seen
-    assert Context.of(settings).catalog.get_episode("ep-ordered").status == "published"  # type: ignore[union-attr]
+    assert Context.of(settings).catalog.get_episode("ep-ordered").status == "published"

@@ -19,7 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from feeds.page_publish import WORD_TIMES_NAME, episode_page_key
+from storage.catalog import Catalog
 from storage.leases import LeaseBook, LeaseRecord
+from storage.objects import ObjectStore
 from tests.roomgen import manifest, write_manifest
 from tests.s3servers import WeedServer
 from tests.servers import PostgresServer, RedisServer, WorkerProcess, wait_for
@@ -54,11 +56,11 @@ class Cluster:
         self.workers.clear()
 
     @property
-    def catalog(self):  # type: ignore[no-untyped-def]
+    def catalog(self) -> Catalog:
         return Context.of(self.settings).catalog
 
     @property
-    def store(self):  # type: ignore[no-untyped-def]
+    def store(self) -> ObjectStore:
         return Context.of(self.settings).store
 
     def leases(self, episode_id: str) -> list[LeaseRecord]:
@@ -143,6 +145,7 @@ def assert_published_once(cluster: Cluster, episode_id: str) -> None:
     assert cluster.feed_titles().count(f"Room {episode_id}") == 1
     episode = cluster.catalog.get_episode(episode_id)
     stored = {info.key for info in cluster.store.list(f"shows/{SHOW}/episodes/{episode_id}/")}
+    assert episode is not None
     page = episode_page_key(episode)
     assert page in stored  # the episode page, published with the assets before the feed
     derived = {page, posixpath.dirname(page) + "/" + WORD_TIMES_NAME}  # the page and, with a transcript, its data

@@ -48,7 +48,8 @@ class FirstPublish:
     """What the store and the feed hold when the replay phase has published (seen from the progress hook)."""
 
     def __init__(self, home: Path) -> None:
-        self.home, self.seen = home, None  # type: tuple[Any, ...] | None
+        self.home = home
+        self.seen: tuple[Any, ...] | None = None
 
     def __call__(self, episode: str, stage: str, fraction: float | None) -> None:
         if self.seen is None and episode == EPISODE and stage.startswith("replay published"):
