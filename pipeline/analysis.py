@@ -76,7 +76,7 @@ def analyse_track(track: Track, *, what: str, vad: VadSettings | None = None, co
     def metered(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         nonlocal decoded
         for block in blocks:
-            meter.feed(block)
+            meter.add(block)
             decoded += block.size
             yield block
 

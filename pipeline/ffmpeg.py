@@ -39,7 +39,7 @@ def run_ffmpeg(
     """Run ``ffmpeg`` with ``args`` (without the program name); return its stderr.
 
     ``what`` names the job in error messages (e.g. "mixing room 'x'"). ffmpeg's progress lines on stdout
-    feed ``progress`` with the output time in seconds.
+    are handed to ``progress`` as the output time in seconds.
     """
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-progress", "pipe:1", "-nostats", *args]
     log.debug("running %s", shlex.join(cmd))
@@ -73,7 +73,7 @@ def run_ffmpeg(
     return stderr
 
 
-def feed_ffmpeg(blocks: Iterable[Any], sinks: Sequence[Sequence[str]], *, sink_whats: Sequence[str],
+def pipe_to_ffmpeg(blocks: Iterable[Any], sinks: Sequence[Sequence[str]], *, sink_whats: Sequence[str],
                 bytes_per_second: float, timeout: float = DEFAULT_TIMEOUT_S,
                 progress: ProgressCallback | None = None,
                 on_exit: Callable[[int], None] | None = None) -> list[str]:

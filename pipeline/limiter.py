@@ -29,7 +29,7 @@ def _sliding_min(values: np.ndarray, width: int) -> np.ndarray:
 
 class Limiter:
     """Gain ``gain_db``, then peaks held under ``limit_db`` (dBFS, sample peak), over a stream of mono float32
-    blocks. :meth:`feed` returns the samples it can already finish (all but the last ``window - 1`` seen) and
+    blocks. :meth:`process` returns the samples it can already finish (all but the last ``window - 1`` seen) and
     :meth:`finish` the rest: the same samples at the same times, nothing delayed or dropped."""
 
     def __init__(self, gain_db: float, limit_db: float, rate: int, window_s: float = WINDOW_S):
@@ -40,7 +40,7 @@ class Limiter:
         self._pending = np.zeros(0, dtype=np.float32)  # samples seen, not yet output
         self._past = np.ones(self.reach, dtype=np.float32)  # needed gains of the last `reach` samples output
 
-    def feed(self, block: np.ndarray) -> np.ndarray:
+    def process(self, block: np.ndarray) -> np.ndarray:
         samples = np.concatenate([self._pending, np.asarray(block, dtype=np.float32) * self.gain])
         ready = max(0, samples.size - self.reach)
         needed = np.minimum(np.float32(1.0), self.limit / np.maximum(np.abs(samples), np.float32(1e-30)))
@@ -56,14 +56,14 @@ class Limiter:
 
     def finish(self) -> np.ndarray:
         """The samples still held back (past the end nothing needs turning down)."""
-        return self.feed(np.zeros(self.reach, dtype=np.float32))
+        return self.process(np.zeros(self.reach, dtype=np.float32))
 
 
 def limited(blocks: Iterable[np.ndarray], gain_db: float, limit_db: float, rate: int) -> Iterator[np.ndarray]:
     """``blocks`` through a :class:`Limiter`: the same number of samples, the same timing."""
     limiter = Limiter(gain_db, limit_db, rate)
     for block in blocks:
-        out = limiter.feed(block)
+        out = limiter.process(block)
         if out.size:
             yield out
     tail = limiter.finish()

@@ -93,7 +93,7 @@ class SpeechMeter:
         self.pending = np.zeros(0, dtype=np.float32)
         self.energies: list[float] = []
 
-    def feed(self, block: np.ndarray) -> None:
+    def add(self, block: np.ndarray) -> None:
         data = np.concatenate([self.pending, block]) if self.pending.size else block
         whole = data.size // self.step * self.step
         if whole:

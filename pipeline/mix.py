@@ -217,7 +217,7 @@ class GainCurve:
         return fine[lo - first * self.step:hi - first * self.step]
 
 
-class _Feed:
+class _TrackInput:
     """One track on its way into the mix: read from its decoded copy where the analysis kept one, or decoded at
     the mixing rate by its own ffmpeg (started when the mix reaches the track, so a room of many segments never has
     them all open); times its gain curve."""
@@ -275,19 +275,19 @@ def mixed_blocks(room: Room, plan: MixPlan, analyses: Sequence[TrackAnalysis], s
     rate = settings.sample_rate
     by_index = {a.track_index: a for a in analyses}
     tracks = {t.index: t for t in room.tracks}
-    feeds = [_Feed(tracks[p.track_index].path, int(round(p.delay_s * rate)),
-                   GainCurve(envelope(by_index[p.track_index], settings), rate), rate,
-                   f"{what}: {tracks[p.track_index].file}", (copies or {}).get(p.track_index))
-             for p in plan.tracks]
+    inputs = [_TrackInput(tracks[p.track_index].path, int(round(p.delay_s * rate)),
+                          GainCurve(envelope(by_index[p.track_index], settings), rate), rate,
+                          f"{what}: {tracks[p.track_index].file}", (copies or {}).get(p.track_index))
+              for p in plan.tracks]
     first, last = int(round(plan.trim_start * rate)), int(round(plan.trim_end * rate))
     size = int(MIX_BLOCK_S * rate)
     try:
         for at in range(first, last, size):
             out = np.zeros(min(size, last - at), dtype=np.float32)
-            for feed in feeds:
-                if feed.first < at + out.size and not feed.done:
-                    feed.add_into(out, at)
+            for source in inputs:
+                if source.first < at + out.size and not source.done:
+                    source.add_into(out, at)
             yield out
     finally:
-        for feed in feeds:
-            feed.close()
+        for source in inputs:
+            source.close()

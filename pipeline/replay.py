@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.analysis import TrackAnalysis
 from pipeline.audio import PcmCopy
 from pipeline.chapters import Chapter
-from pipeline.ffmpeg import ProgressCallback, feed_ffmpeg
+from pipeline.ffmpeg import ProgressCallback, pipe_to_ffmpeg
 from pipeline.limiter import limited
 from pipeline.loudness import LoudnessReport
 from pipeline.master import (
@@ -124,6 +124,6 @@ def _encode_and_measure(blocks: Iterator[np.ndarray], sinks: list[list[str]], fi
         def done(index: int) -> None:
             measuring[files[index][0]] = pool.submit(finish, *files[index])
 
-        feed_ffmpeg(blocks, sinks, sink_whats=[f"{what}: encoding {fmt}" for fmt, _ in files],
+        pipe_to_ffmpeg(blocks, sinks, sink_whats=[f"{what}: encoding {fmt}" for fmt, _ in files],
                     bytes_per_second=4.0 * rate, progress=progress, on_exit=done)
         return {fmt: future.result() for fmt, future in measuring.items()}

@@ -24,7 +24,7 @@ def _run(audio: np.ndarray, sizes: list[int], gain_db: float = 3.0, limit_db: fl
     limiter, out, at, n = Limiter(gain_db, limit_db, RATE), [], 0, 0
     while at < audio.size:
         size = sizes[n % len(sizes)]
-        out.append(limiter.feed(audio[at:at + size]))
+        out.append(limiter.process(audio[at:at + size]))
         at, n = at + size, n + 1
     out.append(limiter.finish())
     return np.concatenate(out)

@@ -19,7 +19,7 @@ import pipeline.loudness
 from pipeline.analysis import TrackAnalysis, analyse_track
 from pipeline.audio import PcmCopy
 from pipeline.chapters import Chapter
-from pipeline.ffmpeg import feed_ffmpeg
+from pipeline.ffmpeg import pipe_to_ffmpeg
 from pipeline.loudness import MEASURE_BLOCK_S, measure_file
 from pipeline.manifest import load_room
 from pipeline.master import MasterSettings, Tags
@@ -115,7 +115,7 @@ def mix(room: Room, analyses: list[TrackAnalysis], out: Path, *,
     plan = plan_mix(room, analyses, settings)
     rate = str(settings.sample_rate)
     sink = ["-v", "error", "-f", "f32le", "-ar", rate, "-ac", "1", "-i", "pipe:0", "-c:a", "pcm_f32le", str(out)]
-    feed_ffmpeg(mixed_blocks(room, plan, analyses, settings, what=room.id), [sink], sink_whats=["the mix"],
+    pipe_to_ffmpeg(mixed_blocks(room, plan, analyses, settings, what=room.id), [sink], sink_whats=["the mix"],
                 bytes_per_second=4.0 * settings.sample_rate)
     return plan, _ebur128(out)[0]
 
