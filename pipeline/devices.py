@@ -16,9 +16,9 @@ from pipeline.errors import TranscriptionError
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
-# A GPU transcribes a batch of 16 chunks in about the time a CPU takes for one; on a CPU 4 keeps the speed and
-# most of the memory (see pipeline.transcribe.TranscribeSettings).
-CPU_BATCH_SIZE = 4
+# A GPU transcribes a batch of 16 chunks in about the time a CPU takes for one; on a CPU 2 keeps the speed and
+# most of the memory (see pipeline.whisper_model.TranscribeSettings).
+CPU_BATCH_SIZE = 2
 CUDA_BATCH_SIZE = 16
 
 

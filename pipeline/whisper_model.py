@@ -33,11 +33,12 @@ class TranscribeSettings:
     - ``compression_ratio_threshold=2.4``: text that compresses this well is a repetition loop.
     - ``chunk_s=29.5``, ``gap_s=0.5``: packed speech per chunk (Whisper's window is 30 s) and silence between
       packed regions; a longer region is cut where it is quietest.
-    - ``batch_size=4``: chunks transcribed together by faster-whisper's batched pipeline (one encoder pass and one
+    - ``batch_size=2``: chunks transcribed together by faster-whisper's batched pipeline (one encoder pass and one
       beam search for the batch), never with the previous text as a prompt. On a 10-minute track of six chunks
       (tiny.en, one thread) batches of 1, 4 and 8 took 8.6 s, 8.1 s and 8.0 s; on another, batches of 2, 4 and 8
       took 9.3 s, 9.2 s and 9.4 s, while the worker's peak memory grew from 470 MB to 560 MB and 730 MB (the
-      model's own buffers grow with the batch): 4 keeps the speed and most of the memory.
+      model's own buffers grow with the batch): 2 keeps the speed, and leaves room in a worker for the voice
+      encoder (a 10-minute, 6-speaker room: 0.77 GB for the largest process with 2, 0.90 GB with 4).
     - ``pause_s=1.0``: a silence this long between words ends a segment (as does a sentence end).
     - ``min_word_probability=0.3``: a segment whose words average below this is dropped as noise.
     - ``level=False``: ride each region's gain to one level before Whisper hears it
@@ -53,7 +54,7 @@ class TranscribeSettings:
     compression_ratio_threshold: float = 2.4
     chunk_s: float = 29.5
     gap_s: float = 0.5
-    batch_size: int = 4
+    batch_size: int = 2
     pause_s: float = 1.0
     min_word_probability: float = 0.3
     level: bool = False

@@ -26,7 +26,7 @@ from pipeline.errors import MediaError
 from pipeline.room import Room, Speaker, Track
 from pipeline.transcript import Segment, TrackTranscript, Word
 from pipeline.vad import BLOCK_S, SpeechRegion, VadSettings, speech_regions_in
-from pipeline.voices import PRINT_SPEECH_S, VoiceWindows, embed_file, voice_print
+from pipeline.voices import PRINT_SPEECH_S, VoiceWindows, embed_file, print_of_file
 from storage.objects import ObjectStore
 from workers.config import Settings
 
@@ -53,8 +53,7 @@ def track_voice(settings: Settings, store: ObjectStore, room: Room, track: Track
             windows = windows.shifted(track.start)
             store.put_bytes(windows_key, windows.to_bytes(), content_type="application/octet-stream")
             return {"windows": windows_key, "count": len(windows), "cuts": cuts}
-        windows = embed_file(path, analysis.regions, threads=settings.cpu_threads, budget_s=PRINT_SPEECH_S)
-    vector = voice_print(windows)
+        vector = print_of_file(path, analysis.regions, threads=settings.cpu_threads)
     if vector is None:
         return None
     return {"print": [round(float(v), 6) for v in vector], "speech_s": round(min(analysis.speech_s,
@@ -134,8 +133,7 @@ def _declined_prints(settings: Settings, room: Room, known: set[str]) -> dict[st
             except MediaError as exc:  # the room is published; a print is not worth failing it
                 log.warning("room %s: no voice print of %s, who declined: %s", room.id, speaker.id, exc)
                 continue
-            windows = embed_file(copy.path, regions, threads=settings.cpu_threads, budget_s=PRINT_SPEECH_S)
-        vector = voice_print(windows)
+            vector = print_of_file(copy.path, regions, threads=settings.cpu_threads)
         if vector is not None:
             found[speaker.id] = (vector, min(sum(r.duration for r in regions), PRINT_SPEECH_S))
     return found
