@@ -74,9 +74,9 @@ def run_ffmpeg(
 
 
 def pipe_to_ffmpeg(blocks: Iterable[Any], sinks: Sequence[Sequence[str]], *, sink_whats: Sequence[str],
-                bytes_per_second: float, timeout: float = DEFAULT_TIMEOUT_S,
-                progress: ProgressCallback | None = None,
-                on_exit: Callable[[int], None] | None = None) -> list[str]:
+                   bytes_per_second: float, timeout: float = DEFAULT_TIMEOUT_S,
+                   progress: ProgressCallback | None = None,
+                   on_exit: Callable[[int], None] | None = None) -> list[str]:
     """Write ``blocks`` (raw audio: anything with the buffer protocol, such as numpy arrays) to the stdin
     (``pipe:0``) of several ffmpeg processes (``sinks``) running at once, every encoder on its own core. Returns
     their stderrs; raises :class:`MediaError` naming the first that failed (or what ``blocks`` raised, every sink

@@ -125,5 +125,5 @@ def _encode_and_measure(blocks: Iterator[np.ndarray], sinks: list[list[str]], fi
             measuring[files[index][0]] = pool.submit(finish, *files[index])
 
         pipe_to_ffmpeg(blocks, sinks, sink_whats=[f"{what}: encoding {fmt}" for fmt, _ in files],
-                    bytes_per_second=4.0 * rate, progress=progress, on_exit=done)
+                       bytes_per_second=4.0 * rate, progress=progress, on_exit=done)
         return {fmt: future.result() for fmt, future in measuring.items()}

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.audio import ANALYSIS_RATE
+from pipeline.devices import CPU_BATCH_SIZE
 from pipeline.errors import TranscriptionError
 from pipeline.models import ModelRef
 
@@ -54,7 +55,7 @@ class TranscribeSettings:
     compression_ratio_threshold: float = 2.4
     chunk_s: float = 29.5
     gap_s: float = 0.5
-    batch_size: int = 2
+    batch_size: int = CPU_BATCH_SIZE
     pause_s: float = 1.0
     min_word_probability: float = 0.3
     level: bool = False

@@ -116,7 +116,7 @@ def mix(room: Room, analyses: list[TrackAnalysis], out: Path, *,
     rate = str(settings.sample_rate)
     sink = ["-v", "error", "-f", "f32le", "-ar", rate, "-ac", "1", "-i", "pipe:0", "-c:a", "pcm_f32le", str(out)]
     pipe_to_ffmpeg(mixed_blocks(room, plan, analyses, settings, what=room.id), [sink], sink_whats=["the mix"],
-                bytes_per_second=4.0 * settings.sample_rate)
+                   bytes_per_second=4.0 * settings.sample_rate)
     return plan, _ebur128(out)[0]
 
 
