@@ -13,12 +13,16 @@ in memory.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import io
 import logging
 import math
+import os
+import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.audio import ANALYSIS_RATE
+from pipeline.models import default_cache_dir
 from pipeline.vad import SpeechRegion
 
 log = logging.getLogger(__name__)
@@ -39,11 +44,12 @@ MIN_REGION_S = 0.3  # shorter speech says too little about a voice
 TARGET_DBFS = -30.0
 PIECE_S = 60.0  # long regions are embedded a minute at a time
 BATCH = 64
-# A voice print listens to at most this much of a track's speech, a window every 0.8 s (Resemblyzer's own rate for
-# a whole utterance): for espeak-ng voices such a print is within 0.996 (cosine) of one made from two minutes every
-# 0.4 s (30 s: 0.98), for a quarter of the encoder's work.
+# A voice print listens to at most this much of a track's speech, a window every 1.6 s (windows side by side): on a
+# generated 10-minute room such a print was within 0.994-0.998 (cosine) of one made from all of the track's speech
+# every 0.4 s (every 0.8 s: 0.999; 30 s every 0.8 s: 0.98), while the closest other speaker stayed at 0.86, for an
+# eighth of the encoder's work. The encoder for prints is :class:`PrintEncoder`.
 PRINT_SPEECH_S = 60.0
-PRINT_HOP_FRAMES = 80
+PRINT_HOP_FRAMES = 160
 DIMENSIONS = 256
 
 
@@ -90,11 +96,14 @@ def unit(vectors: np.ndarray) -> np.ndarray:
 
 
 _ENCODER: Any = None
+_PRINT_ENCODER: PrintEncoder | None = None
 _ENCODER_LOCK = threading.Lock()
 
+Encode = Callable[[np.ndarray], np.ndarray]  # (windows, WINDOW_FRAMES, MEL_BANDS) mels -> (windows, 256) vectors
 
-def encoder(threads: int = 1) -> Any:
-    """Resemblyzer's voice encoder, loaded once per process on the CPU."""
+
+def encoder(threads: int = 1) -> Encode:
+    """Resemblyzer's voice encoder on torch, loaded once per process on the CPU: for embedding whole recordings."""
     global _ENCODER
     with _ENCODER_LOCK:
         if _ENCODER is None:
@@ -108,7 +117,113 @@ def encoder(threads: int = 1) -> Any:
             torch.set_num_threads(max(1, threads))
             _ENCODER = VoiceEncoder(device="cpu", verbose=False)
             _ENCODER.eval()
-        return _ENCODER
+    model = _ENCODER
+    import torch
+
+    def encode(mels: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return np.asarray(model(torch.from_numpy(mels)).cpu().numpy(), dtype=np.float32)
+
+    return encode
+
+
+# A voice print is a few dozen windows: for it, the same network runs with numpy from Resemblyzer's own weights, so
+# a worker that only prints voices never imports torch, which cost each process 1.3-1.6 s of CPU and about 165 MB
+# for 0.2-0.5 s of encoding per track. Per window numpy is slower (1.8 times torch's time for a batch of 64: the
+# LSTM's 480 steps are as many small matrix products), so whole recordings are embedded on torch. A test holds the
+# two together. The weights are read out of Resemblyzer's checkpoint with torch once per machine and kept in the
+# model cache as a numpy archive.
+HIDDEN = 256
+
+
+class PrintEncoder:
+    """Resemblyzer's network (3 LSTM layers of 256, a linear layer, ReLU, unit length) in numpy, float32."""
+
+    def __init__(self, weights: dict[str, np.ndarray], threads: int = 1) -> None:
+        def gates(a: np.ndarray) -> np.ndarray:  # torch's gate order (in, forget, cell, out) -> (in, forget, out, cell)
+            h = HIDDEN
+            return np.ascontiguousarray(np.concatenate([a[:2 * h], a[3 * h:], a[2 * h:3 * h]]), dtype=np.float32)
+
+        self.layers = [(gates(weights[f"lstm.weight_ih_l{k}"]).T.copy(),
+                        gates(weights[f"lstm.weight_hh_l{k}"]).T.copy(),
+                        gates(weights[f"lstm.bias_ih_l{k}"] + weights[f"lstm.bias_hh_l{k}"])) for k in range(3)]
+        self.linear = (np.ascontiguousarray(weights["linear.weight"].T, dtype=np.float32),
+                       np.asarray(weights["linear.bias"], dtype=np.float32))
+        self.threads = threads
+
+    def __call__(self, mels: np.ndarray) -> np.ndarray:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=self.threads, user_api="blas"):  # one worker, one core
+            return self._run(np.ascontiguousarray(mels, dtype=np.float32))
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        batch, steps, _ = x.shape
+        h = HIDDEN
+        state = np.zeros((batch, h), dtype=np.float32)
+        for n, (w_in, w_state, bias) in enumerate(self.layers):
+            inputs = (x.reshape(batch * steps, -1) @ w_in).reshape(batch, steps, 4 * h)
+            inputs += bias
+            state = np.zeros((batch, h), dtype=np.float32)
+            cell = np.zeros((batch, h), dtype=np.float32)
+            outputs = np.empty((batch, steps, h), dtype=np.float32) if n < len(self.layers) - 1 else None
+            acts = np.empty((batch, 4 * h), dtype=np.float32)
+            for t in range(steps):
+                np.matmul(state, w_state, out=acts)
+                acts += inputs[:, t]
+                sig = acts[:, :3 * h]  # sigmoid(x) = (1 + tanh(x / 2)) / 2, in place
+                sig *= 0.5
+                np.tanh(sig, out=sig)
+                sig += 1.0
+                sig *= 0.5
+                np.tanh(acts[:, 3 * h:], out=acts[:, 3 * h:])
+                cell *= sig[:, h:2 * h]
+                cell += sig[:, :h] * acts[:, 3 * h:]
+                state = np.tanh(cell)
+                state *= sig[:, 2 * h:]
+                if outputs is not None:
+                    outputs[:, t] = state
+            if outputs is not None:
+                x = outputs
+        raw = np.maximum(state @ self.linear[0] + self.linear[1], 0.0)
+        return unit(raw)
+
+
+def print_encoder(cache_dir: Path | None = None, threads: int = 1) -> PrintEncoder:
+    """The numpy encoder, loaded once per process; its weights from ``cache_dir`` (the model cache)."""
+    global _PRINT_ENCODER
+    with _ENCODER_LOCK:
+        if _PRINT_ENCODER is None:
+            _PRINT_ENCODER = PrintEncoder(encoder_weights(cache_dir or default_cache_dir()), threads)
+        return _PRINT_ENCODER
+
+
+def encoder_weights(cache_dir: Path) -> dict[str, np.ndarray]:
+    """Resemblyzer's weights as numpy arrays: from the cache, else read from its checkpoint with torch and cached
+    (atomically; a cache that cannot be written only costs the next process the same reading)."""
+    spec = importlib.util.find_spec("resemblyzer")  # finding the package does not import it (nor torch)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("resemblyzer is not installed")
+    checkpoint = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
+    cached = cache_dir / f"resemblyzer-{importlib.metadata.version('resemblyzer')}-{checkpoint.stat().st_size}.npz"
+    if cached.is_file():
+        with np.load(cached) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        import torch
+
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model_state"]
+    weights = {name: value.numpy() for name, value in state.items() if name.startswith(("lstm.", "linear."))}
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=".resemblyzer-", suffix=".npz", delete=False) as out:
+            np.savez(out, **weights)
+        os.replace(out.name, cached)
+        log.info("voice encoder weights cached in %s", cached)
+    except OSError as exc:
+        log.warning("could not cache the voice encoder's weights in %s: %s", cache_dir, exc)
+    return weights
 
 
 # The encoder's input, as Resemblyzer's ``wav_to_mel_spectrogram`` makes it with librosa: the power spectrum of
@@ -179,13 +294,12 @@ def _windows_of(audio: np.ndarray, hop_frames: int = HOP_FRAMES) -> Iterator[tup
 
 
 def embed_regions(audio: np.ndarray, regions: Sequence[SpeechRegion], *, threads: int = 1,
-                  budget_s: float | None = None, hop_frames: int = HOP_FRAMES) -> VoiceWindows:
+                  budget_s: float | None = None, hop_frames: int = HOP_FRAMES,
+                  encode: Encode | None = None) -> VoiceWindows:
     """Embeddings of the speech in ``regions`` of ``audio`` (16 kHz mono float32, any array-like: a memory map of
     a decode on disk is read a piece at a time), a window every ``hop_frames`` mel frames. ``budget_s``: stop
-    after this much speech."""
-    model = encoder(threads)
-    import torch
-
+    after this much speech. ``encode``: the encoder (torch's by default)."""
+    encode = encode or encoder(threads)
     starts: list[float] = []
     ends: list[float] = []
     vectors: list[np.ndarray] = []
@@ -193,9 +307,7 @@ def embed_regions(audio: np.ndarray, regions: Sequence[SpeechRegion], *, threads
 
     def flush() -> None:
         if batch:
-            with torch.no_grad():
-                out = model(torch.from_numpy(np.stack(batch))).cpu().numpy()
-            vectors.append(out.astype(np.float32))
+            vectors.append(encode(np.stack(batch)))
             batch.clear()
 
     heard = 0.0
@@ -238,19 +350,22 @@ def voice_print(windows: VoiceWindows) -> np.ndarray | None:
 
 
 def embed_file(path: Path, regions: Sequence[SpeechRegion], *, threads: int = 1,
-               budget_s: float | None = None, hop_frames: int = HOP_FRAMES) -> VoiceWindows:
+               budget_s: float | None = None, hop_frames: int = HOP_FRAMES,
+               encode: Encode | None = None) -> VoiceWindows:
     """:func:`embed_regions` over a raw float32 16 kHz decode on disk, read through a memory map."""
     if path.stat().st_size < 4:
         return empty_windows()
     audio = np.memmap(path, dtype=np.float32, mode="r")
     try:
-        return embed_regions(audio, regions, threads=threads, budget_s=budget_s, hop_frames=hop_frames)
+        return embed_regions(audio, regions, threads=threads, budget_s=budget_s, hop_frames=hop_frames, encode=encode)
     finally:
         del audio
 
 
-def print_of_file(path: Path, regions: Sequence[SpeechRegion], *, threads: int = 1) -> np.ndarray | None:
+def print_of_file(path: Path, regions: Sequence[SpeechRegion], *, threads: int = 1,
+                  cache_dir: Path | None = None) -> np.ndarray | None:
     """The voice print of the one speaker of a track (its 16 kHz decode on disk), from the first
-    :data:`PRINT_SPEECH_S` of its speech; None without speech."""
-    return voice_print(embed_file(path, regions, threads=threads, budget_s=PRINT_SPEECH_S,
-                                  hop_frames=PRINT_HOP_FRAMES))
+    :data:`PRINT_SPEECH_S` of its speech, on the numpy encoder (its weights cached in ``cache_dir``); None
+    without speech."""
+    return voice_print(embed_file(path, regions, budget_s=PRINT_SPEECH_S, hop_frames=PRINT_HOP_FRAMES,
+                                  encode=print_encoder(cache_dir, threads)))

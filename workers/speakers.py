@@ -53,7 +53,8 @@ def track_voice(settings: Settings, store: ObjectStore, room: Room, track: Track
             windows = windows.shifted(track.start)
             store.put_bytes(windows_key, windows.to_bytes(), content_type="application/octet-stream")
             return {"windows": windows_key, "count": len(windows), "cuts": cuts}
-        vector = print_of_file(path, analysis.regions, threads=settings.cpu_threads)
+        vector = print_of_file(path, analysis.regions, threads=settings.cpu_threads,
+                                   cache_dir=settings.model_cache)
     if vector is None:
         return None
     return {"print": [round(float(v), 6) for v in vector], "speech_s": round(min(analysis.speech_s,
@@ -133,7 +134,7 @@ def _declined_prints(settings: Settings, room: Room, known: set[str]) -> dict[st
             except MediaError as exc:  # the room is published; a print is not worth failing it
                 log.warning("room %s: no voice print of %s, who declined: %s", room.id, speaker.id, exc)
                 continue
-            vector = print_of_file(copy.path, regions, threads=settings.cpu_threads)
+            vector = print_of_file(copy.path, regions, threads=settings.cpu_threads, cache_dir=settings.model_cache)
         if vector is not None:
             found[speaker.id] = (vector, min(sum(r.duration for r in regions), PRINT_SPEECH_S))
     return found

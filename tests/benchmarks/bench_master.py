@@ -45,6 +45,12 @@ def ffmpeg_normalize() -> str:
     return found
 
 
+def normalize_args(mix: Path, out: Path) -> list[str]:
+    """The peer's mastering: ffmpeg-normalize's two EBU R128 passes over the mix, to -19 LUFS mono as an MP3."""
+    return [ffmpeg_normalize(), str(mix), "-o", str(out), "-f", "-q", "-nt", "ebu", "-t", "-19", "-tp", "-1.5",
+            "-c:a", "libmp3lame", "-b:a", "96k", "-ar", str(RATE)]
+
+
 def children_cpu() -> float:
     """CPU seconds (user + system) of every finished child process of this one, and of theirs."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -88,9 +94,7 @@ def run_peer(room: Path, work: Path) -> tuple[float, Path]:
     started = time.perf_counter()
     subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex", graph, "-map", "[out]", "-ac", "1",
                     "-c:a", "pcm_s16le", str(work / "mix.wav")], check=True)
-    subprocess.run([ffmpeg_normalize(), str(work / "mix.wav"), "-o", str(work / "peer.mp3"), "-f", "-q",
-                    "-nt", "ebu", "-t", "-19", "-tp", "-1.5", "-c:a", "libmp3lame", "-b:a", "96k", "-ar", str(RATE)],
-                   check=True)
+    subprocess.run(normalize_args(work / "mix.wav", work / "peer.mp3"), check=True)
     return time.perf_counter() - started, work / "peer.mp3"
 
 

