@@ -2,7 +2,8 @@
 
 The stages are the graph of :mod:`workers.stages` (``ingest``, then one ``track`` per track, then ``finish``, in
 each of the room's phases: replay first runs the tracks and the finish twice), retried as the graph says,
-whichever way they run here. With one worker process the Celery canvas itself runs in
+whichever way they run here. With replay first the words phase's tracks start as soon as the replay phase's are
+done, at a lower CPU priority, while this process mixes and publishes the replay. With one worker process the Celery canvas itself runs in
 eager mode; with more, the track nodes are spread over a pool of processes (one Whisper model each, one CPU thread
 each, started while the room is validated), which is what a chord over tracks does on a set of workers. Without
 transcription the track nodes (decoding, VAD, loudness) run on threads: they wait on ffmpeg and on code that
@@ -79,22 +80,34 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
         job = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
                                   what=f"room {room_dir.name!r}")
         run_phases = phases(settings)
-        first_listen = None
-        if run_phases[0] == stages.REPLAY:  # the replay out first: its tracks need no model, its mix no transcript
-            replay = job.in_phase(stages.REPLAY)
-            _finish(settings, replay, _run_tracks(pool, settings, replay))
-            first_listen = time.monotonic() - started
-        job = job.in_phase(run_phases[-1])
-        try:
-            for warm in warming:
-                warm.result()  # a model that cannot load fails the room here (its replay stays out)
-            keys = _run_tracks(pool, settings, job)
-        except RoomcastError as exc:
-            jobs.fail_room(settings, job, str(exc))
-            raise
+        first_listen: list[float] = []
+        with ThreadPoolExecutor(max_workers=1) as finisher:
+            replay_out: Future[dict[str, Any]] | None = None
+            if run_phases[0] == stages.REPLAY:  # the replay out first: its tracks need no model, its mix no transcript
+                replay = job.in_phase(stages.REPLAY)
+                replay_keys = _run_tracks(pool, settings, replay)
+
+                def publish_replay() -> dict[str, Any]:
+                    out = _finish(settings, replay, replay_keys)
+                    first_listen.append(time.monotonic() - started)
+                    return out
+
+                # the replay is mixed and published here while the pool transcribes (each track from the
+                # analysis the replay phase stored), the pool's processes yielding the CPU to the replay
+                replay_out = finisher.submit(publish_replay)
+            job = job.in_phase(run_phases[-1])
+            try:
+                for warm in warming:
+                    warm.result()  # a model that cannot load fails the room here (its replay stays out)
+                keys = _run_tracks(pool, settings, job, recorded=replay_out, background=replay_out is not None)
+            except RoomcastError as exc:
+                if replay_out is not None:
+                    replay_out.exception()  # the replay is out, or has failed, before the room is marked failed
+                jobs.fail_room(settings, job, str(exc))
+                raise
     summary = _finish(settings, job, keys)
-    if first_listen is not None:
-        summary["replay_published_after_s"] = round(first_listen, 2)
+    if first_listen:
+        summary["replay_published_after_s"] = round(first_listen[0], 2)
     return summary
 
 
@@ -104,17 +117,21 @@ def _finish(settings: Settings, job: Job, keys: dict[int, str], **options: Any) 
                                                  **options), what=f"room {job.episode_id!r}")
 
 
-def _run_tracks(pool: Executor, settings: Settings, job: Job, *,
-                recorded: Future[None] | None = None) -> dict[int, str]:
+def _run_tracks(pool: Executor, settings: Settings, job: Job, *, recorded: Future[Any] | None = None,
+                background: bool = False) -> dict[int, str]:
     """Every track of ``job`` through ``process_track`` on ``pool``. With ``recorded`` (the episode being recorded
-    in the catalog meanwhile, and the modules of the finish loaded after), the tracks' progress is reported from
-    here once it is, and a failure to record it ends the run at once."""
+    in the catalog meanwhile, and the modules of the finish loaded after; or its replay being published), the
+    tracks' progress is reported from here once it is, and a failure to record it ends the run at once.
+    ``background``: the pool's processes lower their CPU priority first (for good: this run's last tracks)."""
     keys: dict[int, str] = {}
     stage = track.track_stage(settings, job)
-    notify(job.episode_id, stage, 0.0)
+    quiet = background and recorded is not None  # the replay's own progress is shown until it is out
+    if not quiet:
+        notify(job.episode_id, stage, 0.0)
     order = _heaviest_first(settings, job)
     probes = known_probes()  # every track was probed by ingest here: a worker process need not probe them again
-    futures = {pool.submit(_process_track, settings, job, index, probes, recorded is None): index for index in order}
+    futures = {pool.submit(_process_track, settings, job, index, probes, recorded is None, background): index
+               for index in order}
     if recorded is None:
         jobs.load_finish_modules()  # while the tracks are worked on, not after
     pending: set[Future[Any]] = set(futures) | ({recorded} if recorded is not None else set())
@@ -124,6 +141,7 @@ def _run_tracks(pool: Executor, settings: Settings, job: Job, *,
             result = future.result()  # a track's failure, or the catalog's, ends the run here
             if future is not recorded:
                 keys[futures[future]] = result
+            if not quiet or (recorded is not None and recorded.done()):
                 notify(job.episode_id, stage, len(keys) / len(job.tracks))
         if recorded is not None and recorded.done():
             track.report_tracks(settings, job, len(keys))
@@ -154,9 +172,14 @@ def _track_count(room_dir: Path) -> int:
     return len(tracks) if isinstance(tracks, list) else 0
 
 
+BACKGROUND_NICE = 10  # CPU shares of about 1 to 10 against a process at the default priority
+
+
 def _process_track(settings: Settings, job: Job, index: int,
-                   probes: dict[tuple[str, int, int, int], AudioInfo], report: bool) -> str:
+                   probes: dict[tuple[str, int, int, int], AudioInfo], report: bool, background: bool = False) -> str:
     remember_probes(probes)
+    if background and os.getpriority(os.PRIO_PROCESS, 0) < BACKGROUND_NICE:
+        os.setpriority(os.PRIO_PROCESS, 0, BACKGROUND_NICE)
     return stages.with_retries(
         stages.TRACK, lambda _final: track.process_track(settings, job, index, keep_decoded=True, report=report),
         what=f"room {job.episode_id!r}: track {index}")

@@ -5,6 +5,8 @@ tiny.en), a folder store, the feed read with feedparser at the moment the first 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ class FirstPublish:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.seen: tuple[Any, ...] | None = None
+        self.priorities: list[int] = []  # of this process's pool processes, as the replay came out
 
     def __call__(self, episode: str, stage: str, fraction: float | None) -> None:
         if self.seen is None and episode == EPISODE and stage.startswith("replay published"):
@@ -60,6 +63,7 @@ class FirstPublish:
             raw = (self.home / "store" / "shows" / SHOW / "feed.xml").read_text(encoding="utf-8")
             self.seen = (_feed(self.home), raw, sorted(p.name for p in folder.iterdir()), len(replay),
                          _packets(copy), (folder / "index.html").read_text(encoding="utf-8"))
+            self.priorities = [os.getpriority(os.PRIO_PROCESS, p.pid) for p in multiprocessing.active_children()]
 
 
 @pytest.mark.parametrize("processes", [1, 2], ids=["canvas", "pool"])
@@ -79,6 +83,8 @@ def test_the_replay_is_published_first_then_the_same_item_with_its_transcripts(s
     assert {"replay.mp3", "replay.m4a", "chapters.json", "index.html"} <= set(names)
     assert not set(TRANSCRIPTS) & set(names)
     assert "Welcome</span>" not in page
+    if processes > 1:  # the pool was transcribing, at a lower priority, while the replay was mixed and published
+        assert first.priorities and max(first.priorities) >= os.getpriority(os.PRIO_PROCESS, 0) + 10
 
     # the second: the same item (guid), its transcripts, the same audio re-tagged (not encoded again)
     final = _feed(tmp_path)
