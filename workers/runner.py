@@ -2,12 +2,12 @@
 
 The stages are the graph of :mod:`workers.stages` (``ingest``, then one ``track`` per track, then ``finish``, in
 each of the room's phases: replay first runs the tracks and the finish twice), retried as the graph says,
-whichever way they run here. With replay first the words phase's tracks start as soon as the replay phase's are
-done, at a lower CPU priority, while this process mixes and publishes the replay. With one worker process the Celery canvas itself runs in
-eager mode; with more, the track nodes are spread over a pool of processes (one Whisper model each, one CPU thread
-each, started while the room is validated), which is what a chord over tracks does on a set of workers. Without
-transcription the track nodes (decoding, VAD, loudness) run on threads: they wait on ffmpeg and on code that
-releases the GIL.
+whichever way they run here. With one worker process the Celery canvas itself runs in eager mode; with more, the
+track nodes are spread over a pool of processes (one Whisper model each, one CPU thread each, started while the
+room is validated), which is what a chord over tracks does on a set of workers; with replay first the words
+phase's tracks start as soon as the replay phase's are done, at a lower CPU priority, while this process mixes and
+publishes the replay. Without transcription the track nodes (decoding, VAD, loudness) run on threads: they wait on
+ffmpeg and on code that releases the GIL.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ def runs_on(settings: Settings) -> str:
 def _transcribe_settings(settings: Settings) -> TranscribeSettings:
     device = choose_device(settings.device)
     return TranscribeSettings(cpu_threads=settings.cpu_threads, device=device.name,
-                              compute_type=device.compute_type, batch_size=device.batch_size)
+                              compute_type=device.compute_type, batch_size=device.batch_size,
+                              beam_size=settings.beam_size)
 
 
 def detect_room_language(settings: Settings, room: Room) -> str:

@@ -48,6 +48,18 @@ def test_bad_config_file_is_named(tmp_path: Path, text: str, needle: str) -> Non
 def test_bad_environment_value_is_named() -> None:
     with pytest.raises(RoomcastError, match="ROOMCAST_CPU_THREADS"):
         load_settings(env={"ROOMCAST_CPU_THREADS": "many"})
+    with pytest.raises(RoomcastError, match="ROOMCAST_BEAM_SIZE"):
+        load_settings(env={"ROOMCAST_BEAM_SIZE": "0"})
+
+
+def test_the_beam_reaches_whisper_s_settings(tmp_path: Path) -> None:
+    from workers.transcription import _transcribe_settings
+
+    config = tmp_path / "c.toml"
+    config.write_text("beam_size = 2\n")
+    assert _transcribe_settings(load_settings(env={})).beam_size == 5
+    assert _transcribe_settings(load_settings(env={}, config_file=config)).beam_size == 2
+    assert _transcribe_settings(load_settings(env={"ROOMCAST_BEAM_SIZE": "1"}, config_file=config)).beam_size == 1
 
 
 def test_settings_are_frozen_and_hashable() -> None:

@@ -63,7 +63,8 @@ class FirstPublish:
             raw = (self.home / "store" / "shows" / SHOW / "feed.xml").read_text(encoding="utf-8")
             self.seen = (_feed(self.home), raw, sorted(p.name for p in folder.iterdir()), len(replay),
                          _packets(copy), (folder / "index.html").read_text(encoding="utf-8"))
-            self.priorities = [os.getpriority(os.PRIO_PROCESS, p.pid) for p in multiprocessing.active_children()]
+            self.priorities = [os.getpriority(os.PRIO_PROCESS, p.pid) for p in multiprocessing.active_children()
+                               if p.pid is not None]
 
 
 @pytest.mark.parametrize("processes", [1, 2], ids=["canvas", "pool"])
