@@ -102,3 +102,19 @@ def test_a_voice_print_never_imports_torch(voices: dict[str, Path], tmp_path: Pa
     done = subprocess.run([sys.executable, "-c", code, str(voices["en-us+m3"]), str(tmp_path)], capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parents[2], check=True)
     assert done.stdout.split() == ["True", "False"]
+
+
+@pytest.mark.model
+def test_a_cache_that_cannot_be_written_still_gives_the_weights(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """The model cache is a file here, not a folder: the weights are read from the checkpoint all the same, and
+    the log says why they were not kept."""
+    from pipeline.voices import encoder_weights
+
+    blocked = tmp_path / "cache"
+    blocked.write_text("not a folder")
+    with caplog.at_level("WARNING", logger="pipeline.voices"):
+        weights = encoder_weights(blocked)
+    assert weights["lstm.weight_hh_l2"].shape == (1024, 256) and weights["linear.bias"].shape == (256,)
+    assert "could not cache the voice encoder's weights" in caplog.text and str(blocked) in caplog.text
+    assert blocked.read_text() == "not a folder"
