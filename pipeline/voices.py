@@ -160,7 +160,6 @@ class PrintEncoder:
     def _run(self, x: np.ndarray) -> np.ndarray:
         batch, steps, _ = x.shape
         h = HIDDEN
-        state = np.zeros((batch, h), dtype=np.float32)
         for n, (w_in, w_state, bias) in enumerate(self.layers):
             inputs = (x.reshape(batch * steps, -1) @ w_in).reshape(batch, steps, 4 * h)
             inputs += bias
@@ -190,7 +189,8 @@ class PrintEncoder:
 
 
 def print_encoder(cache_dir: Path | None = None, threads: int = 1) -> PrintEncoder:
-    """The numpy encoder, loaded once per process; its weights from ``cache_dir`` (the model cache)."""
+    """The numpy encoder, loaded once per process (with the first caller's ``threads``); its weights from
+    ``cache_dir`` (the model cache)."""
     global _PRINT_ENCODER
     with _ENCODER_LOCK:
         if _PRINT_ENCODER is None:

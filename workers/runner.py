@@ -80,17 +80,15 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
         job = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
                                   what=f"room {room_dir.name!r}")
         run_phases = phases(settings)
-        first_listen: list[float] = []
         with ThreadPoolExecutor(max_workers=1) as finisher:
-            replay_out: Future[dict[str, Any]] | None = None
+            replay_out: Future[float] | None = None  # when the replay was out, in seconds from the start
             if run_phases[0] == stages.REPLAY:  # the replay out first: its tracks need no model, its mix no transcript
                 replay = job.in_phase(stages.REPLAY)
                 replay_keys = _run_tracks(pool, settings, replay)
 
-                def publish_replay() -> dict[str, Any]:
-                    out = _finish(settings, replay, replay_keys)
-                    first_listen.append(time.monotonic() - started)
-                    return out
+                def publish_replay() -> float:
+                    _finish(settings, replay, replay_keys)
+                    return time.monotonic() - started
 
                 # the replay is mixed and published here while the pool transcribes (each track from the
                 # analysis the replay phase stored), the pool's processes yielding the CPU to the replay
@@ -106,8 +104,8 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
                 jobs.fail_room(settings, job, str(exc))
                 raise
     summary = _finish(settings, job, keys)
-    if first_listen:
-        summary["replay_published_after_s"] = round(first_listen[0], 2)
+    if replay_out is not None:
+        summary["replay_published_after_s"] = round(replay_out.result(), 2)
     return summary
 
 
@@ -122,11 +120,11 @@ def _run_tracks(pool: Executor, settings: Settings, job: Job, *, recorded: Futur
     """Every track of ``job`` through ``process_track`` on ``pool``. With ``recorded`` (the episode being recorded
     in the catalog meanwhile, and the modules of the finish loaded after; or its replay being published), the
     tracks' progress is reported from here once it is, and a failure to record it ends the run at once.
-    ``background``: the pool's processes lower their CPU priority first (for good: this run's last tracks)."""
+    ``background``: the tracks run behind ``recorded``, the replay's publish, whose own progress is shown until it
+    is out; the pool's processes lower their CPU priority first (for good: this run's last tracks)."""
     keys: dict[int, str] = {}
     stage = track.track_stage(settings, job)
-    quiet = background and recorded is not None  # the replay's own progress is shown until it is out
-    if not quiet:
+    if not background:
         notify(job.episode_id, stage, 0.0)
     order = _heaviest_first(settings, job)
     probes = known_probes()  # every track was probed by ingest here: a worker process need not probe them again
@@ -141,7 +139,7 @@ def _run_tracks(pool: Executor, settings: Settings, job: Job, *, recorded: Futur
             result = future.result()  # a track's failure, or the catalog's, ends the run here
             if future is not recorded:
                 keys[futures[future]] = result
-            if not quiet or (recorded is not None and recorded.done()):
+            if not background or (recorded is not None and recorded.done()):
                 notify(job.episode_id, stage, len(keys) / len(job.tracks))
         if recorded is not None and recorded.done():
             track.report_tracks(settings, job, len(keys))

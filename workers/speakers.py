@@ -53,8 +53,7 @@ def track_voice(settings: Settings, store: ObjectStore, room: Room, track: Track
             windows = windows.shifted(track.start)
             store.put_bytes(windows_key, windows.to_bytes(), content_type="application/octet-stream")
             return {"windows": windows_key, "count": len(windows), "cuts": cuts}
-        vector = print_of_file(path, analysis.regions, threads=settings.cpu_threads,
-                                   cache_dir=settings.model_cache)
+        vector = print_of_file(path, analysis.regions, threads=settings.cpu_threads, cache_dir=settings.model_cache)
     if vector is None:
         return None
     return {"print": [round(float(v), 6) for v in vector], "speech_s": round(min(analysis.speech_s,
