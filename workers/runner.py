@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import vad
+from pipeline.devices import hold_cpu_threads
 from pipeline.errors import RoomcastError
 from pipeline.ffmpeg import AudioInfo, known_probes, remember_probes
 from pipeline.manifest import MANIFEST_NAME, load_room
@@ -72,8 +73,7 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
         # a show that could not be prepared is prepared again by finish, which records what went wrong
         prepared = None if show.exception() else show.result()
         return _finish(settings, job, keys, show=prepared)
-    spawn = multiprocessing.get_context("spawn")  # never fork a process that may hold model threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+    with worker_pool(settings, workers) as pool:
         # the workers start (imports, Whisper model) while this process validates the room
         warming = [pool.submit(_warm_up, settings) for _ in range(workers)]
         started = time.monotonic()
@@ -181,6 +181,13 @@ def _process_track(settings: Settings, job: Job, index: int,
     return stages.with_retries(
         stages.TRACK, lambda _final: track.process_track(settings, job, index, keep_decoded=True, report=report),
         what=f"room {job.episode_id!r}: track {index}")
+
+
+def worker_pool(settings: Settings, workers: int) -> ProcessPoolExecutor:
+    """The in-process run's worker processes: spawned (never forked from a process that may hold model threads),
+    each holding its BLAS to ``cpu_threads`` (:func:`pipeline.devices.hold_cpu_threads`)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=hold_cpu_threads, initargs=(settings.cpu_threads,))
 
 
 def _warm_up(settings: Settings) -> None:

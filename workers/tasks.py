@@ -14,9 +14,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from celery import Celery, Task, chord, group
+from celery import Celery, Task, chord, group, signals
 from celery.canvas import Signature
 
+from pipeline.devices import hold_cpu_threads
 from pipeline.errors import RoomcastError, StorageError
 from workers import jobs, leases, track
 from workers.config import Settings, load_settings
@@ -87,6 +88,12 @@ def current_settings() -> Settings:
         configure(load_settings())
     assert _settings is not None
     return _settings
+
+
+@signals.worker_process_init.connect
+def _hold_threads(**_: Any) -> None:
+    """A worker's pool process runs beside its siblings, one per core: its BLAS keeps to ``cpu_threads``."""
+    hold_cpu_threads(current_settings().cpu_threads)
 
 
 MAX_RETRIES = RETRY.max_retries
