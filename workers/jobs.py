@@ -27,7 +27,7 @@ from workers.config import Settings
 from workers.context import TRANSCRIBING, Context, Job, room_folder, run_settings
 from workers.inbox import is_store_ref
 from workers.progress import notify
-from workers.track import DECODED_PREFIX, decoded_copy, stored_results, transcribed_on
+from workers.track import DECODED_PREFIX, SPEECH_PREFIX, decoded_copy, stored_results, transcribed_on
 
 if TYPE_CHECKING:
     from storage.catalog import Catalog
@@ -254,9 +254,12 @@ def remember_voices(settings: Settings, catalog: Catalog, room: Room, voices: li
 
 
 def discard_work(settings: Settings, job: Job) -> None:
-    """Remove what this machine kept of the room's tracks for its mix (decoded copies, of any inputs)."""
-    for copies_folder in (Path(settings.work_dir) / job.episode_id).glob(f"{DECODED_PREFIX}*"):
-        shutil.rmtree(copies_folder, ignore_errors=True)
+    """Remove what this machine kept of the room's tracks for its mix (decoded copies, of any inputs), and, but
+    for the replay phase (whose words phase reads them), their 16 kHz decodes kept for the transcription."""
+    prefixes = (DECODED_PREFIX,) if job.phase == stages.REPLAY else (DECODED_PREFIX, SPEECH_PREFIX)
+    for prefix in prefixes:
+        for copies_folder in (Path(settings.work_dir) / job.episode_id).glob(f"{prefix}*"):
+            shutil.rmtree(copies_folder, ignore_errors=True)
 
 
 def _finish_feeds(settings: Settings, show_id: str) -> None:

@@ -102,6 +102,7 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
                 if replay_out is not None:
                     replay_out.exception()  # the replay is out, or has failed, before the room is marked failed
                 jobs.fail_room(settings, job, str(exc))
+                jobs.discard_work(settings, job)
                 raise
     summary = _finish(settings, job, keys)
     if replay_out is not None:

@@ -19,13 +19,16 @@ from storage import layout
 from storage.layout import track_voices_key
 from workers import stages
 from workers.config import Settings
-from workers.context import TRANSCRIBING, Context, Job, room_folder, run_settings
+from workers.context import TRANSCRIBING, Context, Job, phases, room_folder, run_settings
 from workers.progress import notify
 
 log = logging.getLogger(__name__)
 
 
 DECODED_PREFIX = "decoded-"
+# The replay phase of an in-process run keeps its 16 kHz decodes here for the words phase's transcription, which
+# removes each as it is done (and the words phase's finish what is left): the replay's finish leaves them.
+SPEECH_PREFIX = "speech-"
 
 
 def _copies_folder(settings: Settings, job: Job) -> Path:
@@ -39,10 +42,10 @@ def decoded_copy(settings: Settings, job: Job, track_index: int) -> PcmCopy:
     return PcmCopy(_copies_folder(settings, job) / f"track-{track_index}.f32", MixSettings().sample_rate)
 
 
-def copies_fit(settings: Settings, room: Room, copy: PcmCopy) -> bool:
-    """Whether decoded copies of the room's tracks fit in ``keep_decoded_mb``, and twice over on the disk
-    (making the folder ``copy`` goes in)."""
-    needed = sum(t.info.duration for t in room.published_tracks) * copy.rate * 4
+def copies_fit(settings: Settings, room: Room, copy: PcmCopy, *beside: PcmCopy) -> bool:
+    """Whether decoded copies of the room's tracks at ``copy``'s rate (and at the rates of the copies kept
+    ``beside`` it) fit in ``keep_decoded_mb``, and twice over on the disk (making the folder ``copy`` goes in)."""
+    needed = sum(t.info.duration for t in room.published_tracks) * sum(c.rate for c in (copy, *beside)) * 4
     copy.path.parent.mkdir(parents=True, exist_ok=True)
     return needed <= settings.keep_decoded_mb * 2**20 and needed * 2 <= shutil.disk_usage(copy.path.parent).free
 
@@ -56,6 +59,12 @@ def speech_copy(settings: Settings, job: Job, track: Track) -> PcmCopy | None:
     return copy if track.info.duration * ANALYSIS_RATE * 4 * 2 <= shutil.disk_usage(folder).free else None
 
 
+def carried_speech(settings: Settings, job: Job, track_index: int) -> PcmCopy:
+    """Where the replay phase of an in-process run keeps a track's 16 kHz decode for the words phase."""
+    return PcmCopy(Path(settings.work_dir) / job.episode_id / f"{SPEECH_PREFIX}{job.input_hash[:16]}"
+                   / f"track-{track_index}.f32", ANALYSIS_RATE)
+
+
 def process_track(settings: Settings, job: Job, track_index: int, *, keep_decoded: bool = False,
                   report: bool = True) -> str:
     """Analyse (VAD + speech loudness) and transcribe one track; return the storage key of its result.
@@ -63,7 +72,10 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
     decoded at the mixing rate for it, when the room's copies fit (:func:`copies_fit`). ``report``: record in the
     catalog how many of the room's tracks are done, or that the room failed on this track (an in-process run
     reports from its own thread instead, :func:`report_tracks`, as the episode may still be being recorded).
-    In the ``words`` phase the track's analysis and voices are those the ``replay`` phase stored, when stored."""
+    In the ``words`` phase the track's analysis and voices are those the ``replay`` phase stored, when stored;
+    in-process (``keep_decoded``) the replay phase also keeps the track's 16 kHz decode for it, when the room's
+    decodes fit (:func:`copies_fit`), so the words phase transcribes without decoding the track again."""
+    carry = keep_decoded and job.phase == stages.REPLAY and stages.WORDS in phases(settings)
     settings = run_settings(settings, job)
     ctx = Context.of(settings)
     key = track_result_key(settings, job, track_index)
@@ -80,7 +92,15 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
     if copy is not None and not copies_fit(settings, room, copy):
         copy = None
     voiced = room.is_mixed or settings.voice_library  # voices are told apart, or kept in the show's library
-    speech = speech_copy(settings, job, track) if (settings.transcribe or voiced) and heard is None else None
+    carried = carried_speech(settings, job, track_index)
+    if carry and not copies_fit(settings, room, carried, *([copy] if copy is not None else [])):
+        carry = False
+    if carry:
+        speech: PcmCopy | None = carried
+    else:
+        speech = speech_copy(settings, job, track) if (settings.transcribe or voiced) and heard is None else None
+    if heard is not None and carried.path.exists():
+        speech = carried  # the replay phase's decode: read by the transcription, then removed
     try:
         if heard is not None:
             analysis = TrackAnalysis.from_dict(heard["analysis"])
@@ -108,7 +128,7 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
             ctx.catalog.set_failed(job.episode_id, str(exc), still_published=job.phase == stages.WORDS)
         raise
     finally:
-        if speech is not None:
+        if speech is not None and not carry:
             speech.path.unlink(missing_ok=True)
     ctx.store.put_bytes(key, json.dumps(result).encode(), content_type="application/json")
     notify(job.episode_id, f"track {track.file} done")

@@ -121,5 +121,10 @@ def test_discard_work_removes_the_decoded_copies_and_nothing_else(tmp_path: Path
     older.mkdir()
     kept = Path(settings.work_dir) / "ep" / "notes.json"
     kept.write_text("{}")
-    jobs.discard_work(settings, job)
-    assert not copy.path.parent.exists() and not older.exists() and kept.is_file()
+    speech = track.carried_speech(settings, job, 0)  # kept by the replay phase for the words phase
+    speech.path.parent.mkdir(parents=True)
+    speech.path.write_bytes(b"\0" * 16)
+    jobs.discard_work(settings, job.in_phase(stages.REPLAY))
+    assert not copy.path.parent.exists() and not older.exists() and kept.is_file() and speech.path.is_file()
+    jobs.discard_work(settings, job.in_phase(stages.WORDS))
+    assert not speech.path.parent.exists() and kept.is_file()

@@ -100,6 +100,7 @@ def test_the_replay_is_published_first_then_the_same_item_with_its_transcripts(s
     catalog = Context.of(settings).catalog
     assert [j.status for j in catalog.jobs(EPISODE)] == ["done"]
     assert not [p for p in (tmp_path / "store").rglob("*") if p.is_file() and "work" in p.parts]  # results gone
+    assert not list((tmp_path / "work").rglob("*.f32*"))  # no decode kept for the words phase is left behind
 
 
 def test_a_failed_second_publish_leaves_the_first_and_a_rerun_finishes(short_room: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pipeline.audio import ANALYSIS_RATE, PcmCopy, decode_blocks
 from pipeline.errors import MediaError, StorageError
 from pipeline.manifest import load_room
 from tests.roomgen import manifest, write_manifest
-from workers import jobs, track
+from workers import jobs, stages, track
 from workers.config import Settings
 from workers.context import Job
 from workers.runner import _heaviest_first, process_room
@@ -258,3 +258,49 @@ def test_each_track_is_probed_once_in_a_run_with_worker_processes(short_room: Pa
     probed = [Path(line).name for line in calls.read_text().splitlines()]
     tracks = [Path(str(t["file"])).name for t in manifest(short_room)["tracks"]]
     assert sorted(p for p in probed if p in tracks) == sorted(tracks), probed
+
+
+@pytest.mark.model
+def test_in_process_replay_first_transcribes_from_the_replay_phases_decode(short_room: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process, the replay phase keeps each track's 16 kHz decode past its finish; the words phase transcribes
+    from it, without decoding the track again, to the words a full run hears, and removes it. A Celery track task
+    (no ``keep_decoded``: its words phase may run on another machine) keeps nothing."""
+    import pipeline.packing
+
+    decodes: list[Path] = []
+    real_decode = pipeline.packing.decode_blocks
+
+    def decode(path: Path, **kwargs: Any) -> Any:
+        decodes.append(path)
+        return real_decode(path, **kwargs)
+
+    monkeypatch.setattr(pipeline.packing, "decode_blocks", decode)
+
+    def words_of(settings: Settings, key: str) -> list[tuple[str, float, float]]:
+        said = track.load_track_voices(settings, [key])[0][1]
+        assert said is not None
+        return [(w.text, w.start, w.end) for s in said.segments for w in s.words]
+
+    full = Settings(store=str(tmp_path / "full"), database_url=f"sqlite:///{tmp_path / 'full.sqlite'}",
+                    work_dir=tmp_path / "work-full")
+    job = jobs.ingest(full, short_room)
+    index = max(job.tracks, key=lambda i: load_room(short_room).tracks[i].info.duration)
+    heard = words_of(full, track.process_track(full, job, index, keep_decoded=True))
+    assert heard and decodes == []
+
+    for keep, kept in ((True, True), (False, False)):
+        settings = Settings(store=str(tmp_path / f"store-{keep}"), work_dir=tmp_path / f"work-{keep}",
+                            database_url=f"sqlite:///{tmp_path / f'{keep}.sqlite'}", replay_first=True)
+        job = jobs.ingest(settings, short_room)
+        track.process_track(settings, job.in_phase(stages.REPLAY), index, keep_decoded=keep)
+        jobs.discard_work(settings, job.in_phase(stages.REPLAY))  # the replay's finish
+        carried = track.carried_speech(settings, job, index)
+        assert carried.path.is_file() == kept
+        assert sorted(p.name for p in (tmp_path / f"work-{keep}").rglob("*.f32")) == (
+            [carried.path.name] if kept else [])
+        decodes.clear()
+        said = words_of(settings, track.process_track(settings, job.in_phase(stages.WORDS), index, keep_decoded=keep))
+        assert decodes == ([] if kept else [load_room(short_room).tracks[index].path])
+        assert said == heard
+        assert not carried.path.exists()
