@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from workers.config import Settings
 from workers.runner import worker_pool
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def blas_threads() -> dict[str, int]:
@@ -46,8 +49,9 @@ def test_a_celery_pool_process_holds_its_blas_to_cpu_threads() -> None:
         "signals.worker_process_init.send(sender=None)\n"
         "print(json.dumps([before, blas_threads()]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ".", "OPENBLAS_NUM_THREADS": "2"})
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     before, after = json.loads(done.stdout.splitlines()[-1])
     assert set(before.values()) == {2}, before
