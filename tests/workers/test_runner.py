@@ -202,11 +202,8 @@ def test_a_copy_kept_from_a_stream_exists_only_when_the_stream_ended(short_room:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.opus", "whole.f32"]
 
 
-@pytest.mark.model
-def test_transcription_reads_the_decode_of_its_analysis(short_room: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A track's transcription reads the 16 kHz audio its analysis decoded (the track is decoded once per task),
-    gets the same words as from a decode of its own, and the kept audio is gone when the task ends."""
+def transcription_decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The tracks the transcription decodes itself from now on (in this process), in order."""
     import pipeline.packing
 
     decodes: list[Path] = []
@@ -217,6 +214,15 @@ def test_transcription_reads_the_decode_of_its_analysis(short_room: Path, tmp_pa
         return real_decode(path, **kwargs)
 
     monkeypatch.setattr(pipeline.packing, "decode_blocks", decode)
+    return decodes
+
+
+@pytest.mark.model
+def test_transcription_reads_the_decode_of_its_analysis(short_room: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A track's transcription reads the 16 kHz audio its analysis decoded (the track is decoded once per task),
+    gets the same words as from a decode of its own, and the kept audio is gone when the task ends."""
+    decodes = transcription_decodes(monkeypatch)
     settings = Settings(store=str(tmp_path / "store"), database_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
                         work_dir=tmp_path / "work")
     job = jobs.ingest(settings, short_room)
@@ -266,16 +272,7 @@ def test_in_process_replay_first_transcribes_from_the_replay_phases_decode(short
     """In-process, the replay phase keeps each track's 16 kHz decode past its finish; the words phase transcribes
     from it, without decoding the track again, to the words a full run hears, and removes it. A Celery track task
     (no ``keep_decoded``: its words phase may run on another machine) keeps nothing."""
-    import pipeline.packing
-
-    decodes: list[Path] = []
-    real_decode = pipeline.packing.decode_blocks
-
-    def decode(path: Path, **kwargs: Any) -> Any:
-        decodes.append(path)
-        return real_decode(path, **kwargs)
-
-    monkeypatch.setattr(pipeline.packing, "decode_blocks", decode)
+    decodes = transcription_decodes(monkeypatch)
 
     def words_of(settings: Settings, key: str) -> list[tuple[str, float, float]]:
         said = track.load_track_voices(settings, [key])[0][1]
