@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -73,41 +74,60 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
         # a show that could not be prepared is prepared again by finish, which records what went wrong
         prepared = None if show.exception() else show.result()
         return _finish(settings, job, keys, show=prepared)
-    with worker_pool(settings, workers) as pool:
-        # the workers start (imports, Whisper model) while this process validates the room
-        warming = [pool.submit(_warm_up, settings) for _ in range(workers)]
-        started = time.monotonic()
-        job = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
-                                  what=f"room {room_dir.name!r}")
-        run_phases = phases(settings)
-        with ThreadPoolExecutor(max_workers=1) as finisher:
-            replay_out: Future[float] | None = None  # when the replay was out, in seconds from the start
-            if run_phases[0] == stages.REPLAY:  # the replay out first: its tracks need no model, its mix no transcript
-                replay = job.in_phase(stages.REPLAY)
-                replay_keys = _run_tracks(pool, settings, replay)
-
-                def publish_replay() -> float:
-                    _finish(settings, replay, replay_keys)
-                    return time.monotonic() - started
-
-                # the replay is mixed and published here while the pool transcribes (each track from the
-                # analysis the replay phase stored), the pool's processes yielding the CPU to the replay
-                replay_out = finisher.submit(publish_replay)
-            job = job.in_phase(run_phases[-1])
+    ingested: list[Job] = []  # the room's job, once ingest has validated it
+    try:
+        with worker_pool(settings, workers) as pool:
             try:
-                for warm in warming:
-                    warm.result()  # a model that cannot load fails the room here (its replay stays out)
-                keys = _run_tracks(pool, settings, job, recorded=replay_out, background=replay_out is not None)
-            except RoomcastError as exc:
-                if replay_out is not None:
-                    replay_out.exception()  # the replay is out, or has failed, before the room is marked failed
-                jobs.fail_room(settings, job, str(exc))
-                jobs.discard_work(settings, job)
+                job, keys, replay_out = _tracks_on_pool(pool, settings, room_dir, workers, ingested.append)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # the tracks not started yet never start
                 raise
+    except BaseException:
+        for job in ingested:  # every pool process has ended: no track writes a decode after this
+            jobs.discard_work(settings, job)
+        raise
     summary = _finish(settings, job, keys)
     if replay_out is not None:
         summary["replay_published_after_s"] = round(replay_out.result(), 2)
     return summary
+
+
+def _tracks_on_pool(pool: ProcessPoolExecutor, settings: Settings, room_dir: Path, workers: int,
+                    ingested: Callable[[Job], None]) -> tuple[Job, dict[int, str], Future[float] | None]:
+    """Ingest the room, then run its tracks on ``pool`` (replay first: the replay phase's, then the words phase's
+    while the replay is published): the job of the last phase, its track results, and the replay's publish.
+    ``ingested`` is handed the job as soon as ingest has made it."""
+    # the workers start (imports, Whisper model) while this process validates the room
+    warming = [pool.submit(_warm_up, settings) for _ in range(workers)]
+    started = time.monotonic()
+    job = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
+                              what=f"room {room_dir.name!r}")
+    ingested(job)
+    run_phases = phases(settings)
+    with ThreadPoolExecutor(max_workers=1) as finisher:
+        replay_out: Future[float] | None = None  # when the replay was out, in seconds from the start
+        if run_phases[0] == stages.REPLAY:  # the replay out first: its tracks need no model, its mix no transcript
+            replay = job.in_phase(stages.REPLAY)
+            replay_keys = _run_tracks(pool, settings, replay)
+
+            def publish_replay() -> float:
+                _finish(settings, replay, replay_keys)
+                return time.monotonic() - started
+
+            # the replay is mixed and published here while the pool transcribes (each track from the
+            # analysis the replay phase stored), the pool's processes yielding the CPU to the replay
+            replay_out = finisher.submit(publish_replay)
+        job = job.in_phase(run_phases[-1])
+        try:
+            for warm in warming:
+                warm.result()  # a model that cannot load fails the room here (its replay stays out)
+            keys = _run_tracks(pool, settings, job, recorded=replay_out, background=replay_out is not None)
+        except RoomcastError as exc:
+            if replay_out is not None:
+                replay_out.exception()  # the replay is out, or has failed, before the room is marked failed
+            jobs.fail_room(settings, job, str(exc))
+            raise
+    return job, keys, replay_out
 
 
 def _finish(settings: Settings, job: Job, keys: dict[int, str], **options: Any) -> dict[str, Any]:

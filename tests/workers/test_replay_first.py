@@ -105,7 +105,8 @@ def test_the_replay_is_published_first_then_the_same_item_with_its_transcripts(s
 
 def test_a_failed_second_publish_leaves_the_first_and_a_rerun_finishes(short_room: Path, tmp_path: Path) -> None:
     """The words phase fails for real (its Whisper model folder does not exist): the replay stays published,
-    whole, in one feed item, the error recorded beside it; the run again with a model finishes the episode."""
+    whole, in one feed item, the error recorded beside it, and no decode of a track is left on this machine; the
+    run again with a model finishes the episode."""
     broken = _settings(tmp_path, model=str(tmp_path / "no-such-model"))
     first = FirstPublish(tmp_path)
     with listening(first), pytest.raises(RoomcastError, match="no-such-model"):
@@ -121,6 +122,7 @@ def test_a_failed_second_publish_leaves_the_first_and_a_rerun_finishes(short_roo
     assert episode is not None and episode.status == "published" and "no-such-model" in episode.error
     assert {a.name for a in episode.assets} >= {"replay.mp3", "chapters.json"}
     assert all(a.name not in TRANSCRIPTS for a in episode.assets)
+    assert not list((tmp_path / "work").rglob("*.f32*"))  # nor the decodes the replay phase kept for the words
 
     summary = process_room(_settings(tmp_path), short_room, processes=2)
     assert summary["status"] == "published" and summary["words"] > 50
