@@ -84,6 +84,6 @@ def hold_cpu_threads(threads: int) -> None:
     import numpy  # noqa: F401  (loads OpenBLAS, so that the limit below holds it)
     from threadpoolctl import threadpool_limits
 
-    count = str(max(1, threads))
-    os.environ["OPENBLAS_NUM_THREADS"] = count  # the BLAS of a library loaded later (scipy's) reads it as it loads
-    threadpool_limits(limits=int(count), user_api="blas")
+    count = max(1, threads)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(count)  # a BLAS loaded later (scipy's) reads it as it loads
+    threadpool_limits(limits=count, user_api="blas")

@@ -17,7 +17,6 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -74,17 +73,22 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
         # a show that could not be prepared is prepared again by finish, which records what went wrong
         prepared = None if show.exception() else show.result()
         return _finish(settings, job, keys, show=prepared)
-    ingested: list[Job] = []  # the room's job, once ingest has validated it
+    ingested: Job | None = None
     try:
         with worker_pool(settings, workers) as pool:
+            # the workers start (imports, Whisper model) while this process validates the room
+            warming = [pool.submit(_warm_up, settings) for _ in range(workers)]
+            started = time.monotonic()
             try:
-                job, keys, replay_out = _tracks_on_pool(pool, settings, room_dir, workers, ingested.append)
+                ingested = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
+                                               what=f"room {room_dir.name!r}")
+                job, keys, replay_out = _tracks_on_pool(pool, settings, ingested, warming, started)
             except BaseException:
                 pool.shutdown(cancel_futures=True)  # the tracks not started yet never start
                 raise
     except BaseException:
-        for job in ingested:  # every pool process has ended: no track writes a decode after this
-            jobs.discard_work(settings, job)
+        if ingested is not None:  # every pool process has ended: no track writes a decode after this
+            jobs.discard_work(settings, ingested)
         raise
     summary = _finish(settings, job, keys)
     if replay_out is not None:
@@ -92,17 +96,12 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
     return summary
 
 
-def _tracks_on_pool(pool: ProcessPoolExecutor, settings: Settings, room_dir: Path, workers: int,
-                    ingested: Callable[[Job], None]) -> tuple[Job, dict[int, str], Future[float] | None]:
-    """Ingest the room, then run its tracks on ``pool`` (replay first: the replay phase's, then the words phase's
-    while the replay is published): the job of the last phase, its track results, and the replay's publish.
-    ``ingested`` is handed the job as soon as ingest has made it."""
-    # the workers start (imports, Whisper model) while this process validates the room
-    warming = [pool.submit(_warm_up, settings) for _ in range(workers)]
-    started = time.monotonic()
-    job = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
-                              what=f"room {room_dir.name!r}")
-    ingested(job)
+def _tracks_on_pool(pool: ProcessPoolExecutor, settings: Settings, job: Job, warming: list[Future[None]],
+                    started: float) -> tuple[Job, dict[int, str], Future[float] | None]:
+    """Run the tracks of the ingested ``job`` on ``pool`` (replay first: the replay phase's, then the words
+    phase's while the replay is published), once ``warming`` (the workers' model loads) is done for the last
+    phase: the job of the last phase, its track results, and the replay's publish (when it was out, in seconds
+    from ``started``)."""
     run_phases = phases(settings)
     with ThreadPoolExecutor(max_workers=1) as finisher:
         replay_out: Future[float] | None = None  # when the replay was out, in seconds from the start

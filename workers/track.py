@@ -31,9 +31,9 @@ DECODED_PREFIX = "decoded-"
 SPEECH_PREFIX = "speech-"
 
 
-def _copies_folder(settings: Settings, job: Job) -> Path:
+def _copies_folder(settings: Settings, job: Job, prefix: str = DECODED_PREFIX) -> Path:
     """Where a room's tracks are kept decoded on this machine (removed by :func:`finish`)."""
-    return Path(settings.work_dir) / job.episode_id / f"{DECODED_PREFIX}{job.input_hash[:16]}"
+    return Path(settings.work_dir) / job.episode_id / f"{prefix}{job.input_hash[:16]}"
 
 
 def decoded_copy(settings: Settings, job: Job, track_index: int) -> PcmCopy:
@@ -61,8 +61,7 @@ def speech_copy(settings: Settings, job: Job, track: Track) -> PcmCopy | None:
 
 def carried_speech(settings: Settings, job: Job, track_index: int) -> PcmCopy:
     """Where the replay phase of an in-process run keeps a track's 16 kHz decode for the words phase."""
-    return PcmCopy(Path(settings.work_dir) / job.episode_id / f"{SPEECH_PREFIX}{job.input_hash[:16]}"
-                   / f"track-{track_index}.f32", ANALYSIS_RATE)
+    return PcmCopy(_copies_folder(settings, job, SPEECH_PREFIX) / f"track-{track_index}.f32", ANALYSIS_RATE)
 
 
 def process_track(settings: Settings, job: Job, track_index: int, *, keep_decoded: bool = False,
@@ -93,14 +92,13 @@ def process_track(settings: Settings, job: Job, track_index: int, *, keep_decode
         copy = None
     voiced = room.is_mixed or settings.voice_library  # voices are told apart, or kept in the show's library
     carried = carried_speech(settings, job, track_index)
-    if carry and not copies_fit(settings, room, carried, *([copy] if copy is not None else [])):
-        carry = False
-    if carry:
-        speech: PcmCopy | None = carried
+    beside = () if copy is None else (copy,)  # the mix's decode, kept too
+    carry = carry and copies_fit(settings, room, carried, *beside)
+    speech: PcmCopy | None
+    if carry or (heard is not None and carried.path.exists()):
+        speech = carried  # kept for the words phase; or the replay phase's, read by the transcription, then removed
     else:
         speech = speech_copy(settings, job, track) if (settings.transcribe or voiced) and heard is None else None
-    if heard is not None and carried.path.exists():
-        speech = carried  # the replay phase's decode: read by the transcription, then removed
     try:
         if heard is not None:
             analysis = TrackAnalysis.from_dict(heard["analysis"])
