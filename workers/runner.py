@@ -139,7 +139,9 @@ def _run_tracks(pool: Executor, settings: Settings, job: Job, *, recorded: Futur
                 background: bool = False) -> dict[int, str]:
     """Every track of ``job`` through ``process_track`` on ``pool``. With ``recorded`` (the episode being recorded
     in the catalog meanwhile, and the modules of the finish loaded after; or its replay being published), the
-    tracks' progress is reported from here once it is, and a failure to record it ends the run at once.
+    tracks' progress is reported once it is, and a failure to record it ends the run at once. The progress is
+    recorded in the catalog from here, never by the tracks: a worker process opens no catalog (SQLAlchemy's
+    import and the schema check cost each about 0.3 s of CPU).
     ``background``: the tracks run behind ``recorded``, the replay's publish, whose own progress is shown until it
     is out; the pool's processes lower their CPU priority first (for good: this run's last tracks)."""
     keys: dict[int, str] = {}
@@ -148,7 +150,7 @@ def _run_tracks(pool: Executor, settings: Settings, job: Job, *, recorded: Futur
         notify(job.episode_id, stage, 0.0)
     order = _heaviest_first(settings, job)
     probes = known_probes()  # every track was probed by ingest here: a worker process need not probe them again
-    futures = {pool.submit(_process_track, settings, job, index, probes, recorded is None, background): index
+    futures = {pool.submit(_process_track, settings, job, index, probes, background): index
                for index in order}
     if recorded is None:
         jobs.load_finish_modules()  # while the tracks are worked on, not after
@@ -161,7 +163,7 @@ def _run_tracks(pool: Executor, settings: Settings, job: Job, *, recorded: Futur
                 keys[futures[future]] = result
             if not background or (recorded is not None and recorded.done()):
                 notify(job.episode_id, stage, len(keys) / len(job.tracks))
-        if recorded is not None and recorded.done():
+        if recorded is None or recorded.done():
             track.report_tracks(settings, job, len(keys))
     return keys
 
@@ -194,12 +196,12 @@ BACKGROUND_NICE = 10  # CPU shares of about 1 to 10 against a process at the def
 
 
 def _process_track(settings: Settings, job: Job, index: int,
-                   probes: dict[tuple[str, int, int, int], AudioInfo], report: bool, background: bool = False) -> str:
+                   probes: dict[tuple[str, int, int, int], AudioInfo], background: bool = False) -> str:
     remember_probes(probes)
     if background and os.getpriority(os.PRIO_PROCESS, 0) < BACKGROUND_NICE:
         os.setpriority(os.PRIO_PROCESS, 0, BACKGROUND_NICE)
     return stages.with_retries(
-        stages.TRACK, lambda _final: track.process_track(settings, job, index, keep_decoded=True, report=report),
+        stages.TRACK, lambda _final: track.process_track(settings, job, index, keep_decoded=True, report=False),
         what=f"room {job.episode_id!r}: track {index}")
 
 

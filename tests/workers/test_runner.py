@@ -301,3 +301,57 @@ def test_in_process_replay_first_transcribes_from_the_replay_phases_decode(short
         assert decodes == ([] if kept else [load_room(short_room).tracks[index].path])
         assert said == heard
         assert not carried.path.exists()
+
+
+def _modules_of_a_worker(barrier: Any, names: tuple[str, ...]) -> tuple[int, list[str]]:
+    """This pool process's pid and which of ``names`` it has imported, once every pool process is here."""
+    import sys
+
+    barrier.wait(timeout=60)  # each pool process answers one check: none takes a second while waiting here
+    return os.getpid(), [name for name in names if name in sys.modules]
+
+
+@pytest.mark.model
+def test_a_run_on_worker_processes_records_progress_from_here_and_its_workers_open_no_catalog(
+        short_room: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tracks' progress reaches the catalog from the running process, once per track done; the worker
+    processes, which analyse and transcribe, never import SQLAlchemy (its import and the catalog's schema check
+    are CPU a run would spend on every worker)."""
+    import multiprocessing
+
+    from workers import runner
+
+    workers = 2
+    found: list[tuple[int, list[str]]] = []
+    real_pool = runner.worker_pool
+
+    class CheckedPool:
+        """The run's pool, which answers the check from each of its processes before it shuts down."""
+
+        def __init__(self, settings: Settings, count: int) -> None:
+            self.pool, self.count = real_pool(settings, count), count
+
+        def __enter__(self) -> Any:
+            return self.pool.__enter__()
+
+        def __exit__(self, *exc: Any) -> Any:
+            if exc[0] is None:
+                with multiprocessing.get_context("spawn").Manager() as manager:
+                    barrier = manager.Barrier(self.count)
+                    checks = [self.pool.submit(_modules_of_a_worker, barrier, ("sqlalchemy", "storage.catalog"))
+                              for _ in range(self.count)]
+                    found.extend(check.result(timeout=90) for check in checks)
+            return self.pool.__exit__(*exc)
+
+    reported: list[tuple[int, int]] = []  # (tracks done, tracks the job has: a declined speaker's is not one)
+    real_report = track.report_tracks
+    monkeypatch.setattr(runner, "worker_pool", CheckedPool)
+    monkeypatch.setattr(track, "report_tracks",
+                        lambda settings, job, done: (reported.append((done, len(job.tracks))),
+                                                 real_report(settings, job, done))[-1])
+    settings = Settings(store=str(tmp_path / "store"), database_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+                        work_dir=tmp_path / "work")
+    assert process_room(settings, short_room, processes=workers)["status"] == "published"
+    tracks = reported[-1][1]
+    assert tracks >= workers and [done for done, _ in reported] == list(range(1, tracks + 1)), reported
+    assert len({pid for pid, _ in found}) == workers and all(imported == [] for _, imported in found), found
