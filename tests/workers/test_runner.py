@@ -346,9 +346,12 @@ def test_a_run_on_worker_processes_records_progress_from_here_and_its_workers_op
     reported: list[tuple[int, int]] = []  # (tracks done, tracks the job has: a declined speaker's is not one)
     real_report = track.report_tracks
     monkeypatch.setattr(runner, "worker_pool", CheckedPool)
-    monkeypatch.setattr(track, "report_tracks",
-                        lambda settings, job, done: (reported.append((done, len(job.tracks))),
-                                                 real_report(settings, job, done))[-1])
+
+    def report(settings: Settings, job: Job, done: int) -> None:
+        reported.append((done, len(job.tracks)))
+        real_report(settings, job, done)
+
+    monkeypatch.setattr(track, "report_tracks", report)
     settings = Settings(store=str(tmp_path / "store"), database_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
                         work_dir=tmp_path / "work")
     assert process_room(settings, short_room, processes=workers)["status"] == "published"
