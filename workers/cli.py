@@ -16,6 +16,7 @@ from pipeline.devices import DEVICES
 from pipeline.errors import InvalidRoom, RoomcastError
 from workers.cli_common import StageDisplay, context_of, settings_of
 from workers.config import Settings, load_settings
+from workers.cost_cli import cost
 from workers.episode_cli import edit_options, episode, queue_edit
 from workers.feed_cli import doctor, feed, live, serve
 from workers.speakers_cli import episode_speakers, speakers
@@ -346,10 +347,17 @@ def status(ctx: click.Context, episode_id: str | None, stuck: bool) -> None:
     for job in catalog.jobs(episode_id) if episode_id else []:
         when = f"{job.started_at:%Y-%m-%d %H:%M:%S}" if job.started_at else "?"
         click.echo(f"  {when} UTC  {job.status:9} {job.stage}" + (f"  {job.error}" if job.error else ""))
+    if episode_id:
+        from storage.stage_runs import StageLog
+
+        for run in StageLog(catalog).runs(episode_id):  # which worker ran each stage, and what it took
+            click.echo(f"  {run.started_at:%Y-%m-%d %H:%M:%S} UTC  {run.stage:18} {run.outcome:7} "
+                       f"{run.wall_s:8.1f} s wall {run.cpu_s:8.1f} s CPU  {run.worker}")
 
 
 # the commands of their own modules
 main.add_command(episode)
+main.add_command(cost)
 main.add_command(feed)
 main.add_command(live)
 main.add_command(doctor)

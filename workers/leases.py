@@ -30,7 +30,7 @@ from storage.catalog import now
 from storage.layout import INBOX_PREFIX
 from storage.leases import LeaseBook, LeaseRecord
 from storage.records import EpisodeRecord
-from storage.stage_runs import StageLog, StageRunRecord
+from storage.stage_runs import StageLog, StageRunRecord, stage_point
 from workers.config import Settings
 from workers.context import Context
 from workers.inbox import STORE_REF
@@ -52,7 +52,7 @@ class StageRef:
 
     @property
     def point(self) -> str:
-        return self.stage.split("-")[0]
+        return stage_point(self.stage)
 
 
 def ingest_ref(room_ref: str) -> StageRef:

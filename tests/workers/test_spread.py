@@ -4,15 +4,18 @@ worker ran each stage (:mod:`storage.stage_runs`)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from storage.stage_runs import StageLog
 from tests.roomgen import manifest, write_manifest
 from tests.servers import RedisServer, WorkerProcess, wait_for
+from workers.cli import main
 from workers.config import Settings
 from workers.context import Context
 from workers.distributed import submit_room
@@ -64,3 +67,19 @@ def test_tracks_of_one_room_run_on_both_workers(two_workers: Settings, sample_ro
     assert hosts == {"w1@test", "w2@test"}, [(run.stage, run.worker) for run in tracks]
     assert all(run.wall_s >= 1.0 for run in tracks)  # the pause ran inside the recorded stage
     assert all(run.cpu_s > 0 for run in runs)
+
+    # what an operator reads of those runs: each stage's worker, and what the room cost per room-hour
+    env = {"ROOMCAST_DATABASE_URL": two_workers.database_url, "ROOMCAST_STORE": two_workers.store}
+    status = CliRunner().invoke(main, ["status", "spread"], env=env)
+    assert status.exit_code == 0, status.output
+    for run in runs:
+        assert re.search(rf"\b{run.stage}\s+done\b.*{re.escape(run.worker)}$", status.output, re.M), status.output
+    cost = CliRunner().invoke(main, ["cost"], env=env)
+    assert cost.exit_code == 0, cost.output
+    total = sum(run.cpu_s for run in runs)
+    found = re.search(rf"^all\s+{len(runs)}\s+0\s+([0-9.]+)\s", cost.output, re.M)
+    assert found and float(found.group(1)) == pytest.approx(total, abs=0.06), cost.output
+    hours = catalog.get_episode("spread").duration_s / 3600
+    assert f"1 room, {hours:.2f} room-hours" in cost.output
+    per_room_hour = re.search(r"core-hours per room-hour: ([0-9.]+)", cost.output)
+    assert per_room_hour and float(per_room_hour.group(1)) == pytest.approx(total / 3600 / hours, abs=6e-5)
