@@ -9,7 +9,8 @@ import click
 
 from workers.cli_common import context_of
 
-# An on-demand general-purpose cloud vCPU, in US dollars per hour (docs/deployment.md prices a fleet with it).
+# An on-demand cloud vCPU, in US dollars per hour (AWS c7i.large: 2 vCPUs for about $0.089 an hour in us-east-1,
+# late 2025); docs/deployment.md prices a fleet with it.
 DEFAULT_PRICE_PER_CORE_HOUR = 0.045
 
 

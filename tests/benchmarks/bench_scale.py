@@ -22,15 +22,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from pipeline.devices import choose_device
-from storage.stage_runs import StageLog, StageRunRecord
+from storage.stage_runs import StageLog, StageRunRecord, stage_point
 from tests.benchmarks.benchrooms import build_room
 from tests.servers import RedisServer, WorkerProcess
 from workers.config import Settings
 from workers.context import Context
+from workers.cost_cli import DEFAULT_PRICE_PER_CORE_HOUR
 from workers.distributed import submit_room
-
-# An on-demand cloud vCPU (AWS c7i.large: 2 vCPUs for about $0.089 an hour in us-east-1, late 2025).
-DEFAULT_PRICE_PER_CORE_HOUR = 0.045
 
 
 def run(base: Path, rooms: list[Path], workers: int) -> tuple[float, dict[str, list[StageRunRecord]]]:
@@ -76,7 +74,7 @@ def stage_cpu(runs: dict[str, list[StageRunRecord]]) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
     for room_runs in runs.values():
         for stage_run in room_runs:
-            totals[stage_run.stage.split("-")[0]] += stage_run.cpu_s
+            totals[stage_point(stage_run.stage)] += stage_run.cpu_s
     return dict(totals)
 
 
