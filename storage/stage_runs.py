@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from storage.catalog import Catalog, StageRun
+from storage.catalog import Catalog, Episode, StageRun
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,16 @@ class StageLog:
             if since is not None:
                 query = query.where(StageRun.finished_at >= since)
             return [_record(r) for r in s.scalars(query)]
+
+    def room_lengths(self, since: datetime | None = None) -> dict[str, float]:
+        """The length in seconds of each room in the catalog with a stage run that finished at or after ``since``
+        (all of them without), in one query."""
+        ran = select(StageRun.episode_id)
+        if since is not None:
+            ran = ran.where(StageRun.finished_at >= since)
+        with self.catalog.session() as s:
+            rows = s.execute(select(Episode.id, Episode.duration_s).where(Episode.id.in_(ran.distinct())))
+            return {episode_id: float(duration or 0.0) for episode_id, duration in rows}
 
 
 def _record(row: StageRun) -> StageRunRecord:

@@ -26,27 +26,22 @@ def cost(ctx: click.Context, days: float | None, price: float) -> None:
     those `roomcast worker` processes record; `roomcast process`, in one process, records none."""
     from storage.stage_runs import StageLog, cost_report
 
-    catalog = context_of(ctx).catalog
     since = datetime.now(UTC) - timedelta(days=days) if days is not None else None
-    runs = StageLog(catalog).finished_since(since)
+    log = StageLog(context_of(ctx).catalog)
+    runs = log.finished_since(since)
     if not runs:
         click.echo("no stage runs recorded" + (f" in the last {days:g} days" if days is not None else ""))
         return
-    durations = {}
-    for episode_id in {run.episode_id for run in runs}:
-        episode = catalog.get_episode(episode_id)
-        durations[episode_id] = episode.duration_s if episode is not None else 0.0
-    report = cost_report(runs, durations)
+    report = cost_report(runs, log.room_lengths(since))
     rooms = f"{report.rooms} room{'s' if report.rooms != 1 else ''}, {report.room_s / 3600:.2f} room-hours"
     if report.unknown:
         rooms += f" ({report.unknown} of unknown length, left out of the room-hours)"
     click.echo(f"stage runs from {report.first:%Y-%m-%d %H:%M} to {report.last:%Y-%m-%d %H:%M} UTC: {rooms}")
     minutes = report.room_s / 60
     click.echo(f"{'stage':8}{'runs':>6}{'failed':>8}{'CPU s':>11}{'core-hours':>12}{'CPU s per room-minute':>23}")
-    for stage in (*report.stages, None):
-        point, count, failed, cpu_s = ((stage.point, stage.runs, stage.failed, stage.cpu_s) if stage else
-                                       ("all", sum(s.runs for s in report.stages),
-                                        sum(s.failed for s in report.stages), report.cpu_s))
+    rows = [(stage.point, stage.runs, stage.failed, stage.cpu_s) for stage in report.stages]
+    rows.append(("all", sum(row[1] for row in rows), sum(row[2] for row in rows), report.cpu_s))
+    for point, count, failed, cpu_s in rows:
         per_minute = f"{cpu_s / minutes:.2f}" if minutes > 0 else "-"
         click.echo(f"{point:8}{count:6d}{failed:8d}{cpu_s:11.1f}{cpu_s / 3600:12.4f}{per_minute:>23}")
     ratio = report.core_hours_per_room_hour()

@@ -62,6 +62,9 @@ def test_stage_runs_are_costed_by_kind_and_per_hour_of_room(catalog: Catalog) ->
     assert (recent.rooms, recent.unknown, recent.cpu_s) == (2, 1, 669.0)  # the 10-day-old run is out
     with pytest.raises(ValueError):
         cost_report([], {})
+    log = StageLog(catalog)
+    assert log.room_lengths() == {"one-hour": 3600.0, "half-hour": 1800.0, "never-published": 0.0}
+    assert log.room_lengths(NOW - timedelta(days=2)) == {"one-hour": 3600.0, "half-hour": 1800.0}
 
 
 def test_roomcast_cost_prints_what_the_runs_cost(catalog: Catalog, tmp_path: Path) -> None:
