@@ -17,9 +17,9 @@ from pipeline.errors import TranscriptionError
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
-# A GPU transcribes a batch of 16 chunks in about the time a CPU takes for one; on a CPU 2 keeps the speed and
-# most of the memory (see pipeline.whisper_model.TranscribeSettings).
-CPU_BATCH_SIZE = 2
+# A GPU transcribes a batch of 16 chunks in about the time a CPU takes for one; on a CPU one chunk at a time is
+# the fastest, as each batch's window is cut to its longest chunk (see pipeline.whisper_model.TranscribeSettings).
+CPU_BATCH_SIZE = 1
 CUDA_BATCH_SIZE = 16
 
 

@@ -1,18 +1,19 @@
 """Per-track transcription with faster-whisper: only the speech regions reach the model.
 
 The speech regions of a track (``pipeline.vad``) are cut from one streamed decode of the track and packed, with
-short silences between them, into chunks of at most ~30 s of audio: one chunk is one pass of Whisper's encoder,
-which always works on 30 s windows. Measured on tiny.en with one thread on 8 espeak-ng sentences spread over a
-120 s track, packing with 0.5 s gaps took 5.7-5.9 s at WER 0.05; one call per region took 10.1 s (WER 0.08),
-``clip_timestamps`` over the decoded track 9.8 s (WER 0.09); gaps of 0.3 s or 1.0 s gave WER 0.12 and 0.09.
-The packed chunks then go through faster-whisper's batched pipeline, 8 at a time: one encoder pass and one beam
-search for the batch, without timestamp tokens, and no long-form loop that decodes a window again from its last
-full sentence. Measured with tiny.en on one thread (beam 5) on two 10-minute tracks of one speaker in four (139 s
-and 121 s of speech, Opus and FLAC): 9.2-9.7 s and 7.3-7.9 s wall, 8.2-8.6 s and 7.2-7.8 s CPU (plus 1.3 s and
-0.4 s in ffmpeg), against 13.3-13.7 s and 11.0 s wall, 11.8-12.1 s and 9.8 s CPU (plus 2.2 s and 1.9 s in ffmpeg)
-one chunk at a time through Whisper's long-form loop, with an ffmpeg call per chunk. WER 0.102 and 0.003 against
-0.090 and 0.005; over the room's four tracks 0.058 against 0.052 on average (tiny.en hears a word or two per
-track differently, in both directions). Every word time is mapped back through the packing to the room clock.
+short silences between them, into chunks of at most ``chunk_s`` of audio: one chunk is one pass of Whisper's
+encoder, over a window cut to the chunk's speech and a short silence after it (``TranscribeSettings``). Measured on
+tiny.en with one thread on 8 espeak-ng sentences spread over a 120 s track, packing with 0.5 s gaps took 5.7-5.9 s
+at WER 0.05; one call per region took 10.1 s (WER 0.08), ``clip_timestamps`` over the decoded track 9.8 s (WER
+0.09); gaps of 0.3 s or 1.0 s gave WER 0.12 and 0.09. The packed chunks then go through faster-whisper's batched
+pipeline (one chunk at a time on a CPU): one encoder pass and one beam search for a batch, without timestamp tokens,
+and no long-form loop that decodes a window again from its last full sentence. Measured with tiny.en on one thread
+(beam 5) on two 10-minute tracks of one speaker in four (139 s and 121 s of speech, Opus and FLAC): 9.2-9.7 s and
+7.3-7.9 s wall, 8.2-8.6 s and 7.2-7.8 s CPU (plus 1.3 s and 0.4 s in ffmpeg), against 13.3-13.7 s and 11.0 s wall,
+11.8-12.1 s and 9.8 s CPU (plus 2.2 s and 1.9 s in ffmpeg) one chunk at a time through Whisper's long-form loop,
+with an ffmpeg call per chunk. WER 0.102 and 0.003 against 0.090 and 0.005; over the room's four tracks 0.058
+against 0.052 on average (tiny.en hears a word or two per track differently, in both directions). Every word time is
+mapped back through the packing to the room clock.
 The packing lives in :mod:`pipeline.packing`, the model in :mod:`pipeline.whisper_model` and the guards over
 Whisper's words in :mod:`pipeline.whisper_words`; faster-whisper's own types stay inside these modules: callers get
 :class:`SpeechModel` and our transcript types.

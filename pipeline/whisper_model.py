@@ -6,7 +6,9 @@ faster-whisper's own types stay inside this module and :mod:`pipeline.transcribe
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -32,14 +34,28 @@ class TranscribeSettings:
       text is dropped rather than retried (speech scored -0.07 to -0.2 on our test rooms; noise and tones that
       Whisper turned into words, -1.3 to -1.8).
     - ``compression_ratio_threshold=2.4``: text that compresses this well is a repetition loop.
-    - ``chunk_s=29.5``, ``gap_s=0.5``: packed speech per chunk (Whisper's window is 30 s) and silence between
-      packed regions; a longer region is cut where it is quietest.
-    - ``batch_size=2``: chunks transcribed together by faster-whisper's batched pipeline (one encoder pass and one
-      beam search for the batch), never with the previous text as a prompt. On a 10-minute track of six chunks
-      (tiny.en, one thread) batches of 1, 4 and 8 took 8.6 s, 8.1 s and 8.0 s; on another, batches of 2, 4 and 8
-      took 9.3 s, 9.2 s and 9.4 s, while the worker's peak memory grew from 470 MB to 560 MB and 730 MB (the
-      model's own buffers grow with the batch): 2 keeps the speed, and leaves room in a worker for the voice
-      encoder (a 10-minute, 6-speaker room: 0.77 GB for the largest process with 2, 0.90 GB with 4).
+    - ``chunk_s=24.0``, ``gap_s=0.5``, ``tail_s=3.0``, ``min_window_s=20.0``: packed speech per chunk, silence
+      between packed regions (a longer region is cut where it is quietest), and the silence after a chunk's speech
+      that Whisper's encoder hears, in a window of at least 20 s. Whisper pads every chunk to a 30 s window, and
+      its encoder's cost grows faster than the window (its attention is quadratic); CTranslate2 takes a shorter
+      window, so each batch's window is cut to its longest chunk plus ``tail_s`` (see
+      :func:`_window_cut_pipeline`). Measured with tiny.en on one thread over three 10-minute rooms of 4, 3 and 6
+      speakers, against chunks of up to 29.5 s, each in a 30 s window, in batches of 2 (medians of interleaved
+      runs): 15.4 s of transcription CPU against 19.1 s, 13.7 s against 14.8 s and 13.2 s against 15.8 s, at WER
+      0.054, 0.055 and 0.099 against 0.056, 0.059 and 0.103 (700-706 s of windows against 780-840 s). Word times
+      moved by a median of 10 ms, and every word's middle stayed in its turn. A tail of 0 s lost words (WER 0.078
+      against 0.056); tails of 2 s and 4 s gave WER 0.051-0.106 and 0.055-0.103; chunks of 22 s and 26 s gave
+      0.039-0.101 and 0.054-0.090 (chunks of 22 s cut more sentences). Short windows are where Whisper goes wrong:
+      a 4 s sentence alone in a 7 s window was written twice, and the next one's "doubled after" became "will
+      now turn" in windows of 7 s to 15 s; from 20 s it is heard as in 30 s. The 20 s floor cost the rooms 12-34 s
+      of windows, and the same CPU within the machine's noise (WER 0.053, 0.054 and 0.099).
+    - ``batch_size=1`` on a CPU: chunks transcribed together by faster-whisper's batched pipeline (one encoder pass
+      and one beam search for the batch), never with the previous text as a prompt. Batching saves little on one
+      thread (batches of 1, 4 and 8 took 8.6 s, 8.1 s and 8.0 s on a 10-minute track in 30 s windows), and a batch
+      is encoded in its longest chunk's window: with cut windows, batches of 2 took 15.8 s of CPU where batches of
+      1 took 14.3 s, on the same room. One chunk at a time also keeps a worker's memory low (the model's buffers grow
+      with the batch: 470 MB with 2, 560 MB with 4, 730 MB with 8 on 30 s windows), leaving room for the voice
+      encoder. A GPU takes larger batches (:mod:`pipeline.devices`).
     - ``pause_s=1.0``: a silence this long between words ends a segment (as does a sentence end).
     - ``min_word_probability=0.3``: a segment whose words average below this is dropped as noise.
     - ``level=False``: ride each region's gain to one level before Whisper hears it
@@ -53,8 +69,10 @@ class TranscribeSettings:
     beam_size: int = 5
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
-    chunk_s: float = 29.5
+    chunk_s: float = 24.0
     gap_s: float = 0.5
+    tail_s: float = 3.0
+    min_window_s: float = 20.0
     batch_size: int = CPU_BATCH_SIZE
     pause_s: float = 1.0
     min_word_probability: float = 0.3
@@ -62,8 +80,8 @@ class TranscribeSettings:
 
 
 class SpeechModel:
-    """A loaded Whisper model. ``calls`` and ``audio_s`` count what was fed to it (for logs and tests);
-    ``runs_on`` says where it runs ("cpu/int8", "cuda/float16")."""
+    """A loaded Whisper model. ``calls`` and ``audio_s`` count what was fed to it and ``window_s`` the seconds of
+    window its encoder ran over (for logs and tests); ``runs_on`` says where it runs ("cpu/int8", "cuda/float16")."""
 
     def __init__(self, ref: ModelRef, whisper: Any, *, runs_on: str = "cpu/int8") -> None:
         self.ref = ref
@@ -72,6 +90,7 @@ class SpeechModel:
         self._whisper = whisper
         self.calls = 0
         self.audio_s = 0.0
+        self.window_s = 0.0
         self._batched: Any = None
 
     def _transcribe_batch(self, audio: np.ndarray, clips: list[dict[str, float]], language: str,
@@ -80,21 +99,55 @@ class SpeechModel:
         self.calls += 1
         self.audio_s += audio.size / ANALYSIS_RATE
         if self._batched is None:
-            from faster_whisper import BatchedInferencePipeline
-
-            self._batched = BatchedInferencePipeline(self._whisper)
+            self._batched = _window_cut_pipeline()(self._whisper)
         self._batched.last_speech_timestamp = 0.0  # word timing state a failed call may have left behind
+        self._batched.tail_frames = round(settings.tail_s * _FRAMES_PER_S)
+        self._batched.least_frames = round(settings.min_window_s * _FRAMES_PER_S)
+        self._batched.window_frames = 0
         segments, _info = self._batched.transcribe(
             audio, language=language, beam_size=settings.beam_size, word_timestamps=True, vad_filter=False,
             clip_timestamps=clips, batch_size=settings.batch_size, without_timestamps=True,
         )
-        return list(segments)  # the generator does the work: run it here, inside the error translation
+        try:
+            return list(segments)  # the generator does the work: run it here, inside the error translation
+        finally:
+            self.window_s += self._batched.window_frames / _FRAMES_PER_S
 
     def _detect_language(self, audio: np.ndarray) -> tuple[str, float]:
         self.calls += 1
         self.audio_s += audio.size / ANALYSIS_RATE
         language, probability, _all = self._whisper.detect_language(audio=audio)
         return str(language), float(probability)
+
+
+_FRAMES_PER_S = 100  # Whisper's log-mel frames: one every 10 ms
+
+
+@functools.cache
+def _window_cut_pipeline() -> type:
+    """faster-whisper's batched pipeline, with each batch's window cut to its longest chunk plus ``tail_frames``,
+    and to no less than ``least_frames``.
+
+    The pipeline pads every chunk's log-mel features with zeros to Whisper's 3000 frames (30 s) before the encoder;
+    the frames cut here are only that padding, so the encoder and the decoder's cross-attention work on what was
+    said and a short silence after it (see ``TranscribeSettings``). Word alignment gets each chunk's length from the
+    pipeline, rounded up to a whole second: inside the cut window while ``tail_frames`` is a second or more. Built
+    on first use: importing faster-whisper is left to the processes that transcribe."""
+    from faster_whisper import BatchedInferencePipeline
+
+    class WindowCut(BatchedInferencePipeline):  # type: ignore[misc]  # faster-whisper ships no type hints
+        tail_frames = 3 * _FRAMES_PER_S
+        least_frames = 20 * _FRAMES_PER_S
+        window_frames = 0  # frames the encoder ran over since it was last set to 0, the whole batch counted
+
+        def forward(self, features: np.ndarray, tokenizer: Any, chunks_metadata: list[dict[str, Any]],
+                    options: Any) -> Any:
+            longest = max(math.ceil(chunk["duration"] * _FRAMES_PER_S) for chunk in chunks_metadata)
+            frames = min(features.shape[-1], max(longest + self.tail_frames, self.least_frames))
+            self.window_frames += frames * features.shape[0]
+            return super().forward(features[..., :frames], tokenizer, chunks_metadata, options)
+
+    return WindowCut
 
 
 _MODELS: dict[tuple[str, str, str, int], SpeechModel] = {}

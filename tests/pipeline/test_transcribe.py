@@ -142,6 +142,31 @@ def test_only_speech_regions_reach_the_model(clips: dict, model: SpeechModel) ->
 
 
 @pytest.mark.model
+def test_the_encoder_hears_a_chunk_and_a_short_tail_not_a_whole_30_s_window(clips: dict, model: SpeechModel) -> None:
+    def heard(path: Path, settings: TranscribeSettings) -> tuple[TrackTranscript, float, float, int]:
+        """The transcript, the audio fed to the model, the seconds of window its encoder ran over, the calls."""
+        fed, window, calls = model.audio_s, model.window_s, model.calls
+        result = _run(path, model, settings=settings)
+        return result, model.audio_s - fed, model.window_s - window, model.calls - calls
+
+    # One sentence in a 60 s track: its chunk is encoded in a window of min_window_s, not Whisper's 30 s.
+    result, fed, window, _calls = heard(clips["sparse"], TranscribeSettings())
+    assert fed < 5.0 and window == pytest.approx(TranscribeSettings().min_window_s)
+    assert _wer(SENTENCES[2], result) <= 0.2
+    assert abs(result.segments[0].start - (TRACK_OFFSET + 40.0)) <= 0.5
+    # with no floor, in a window of the chunk (in 10 ms frames) and its tail
+    result, fed, window, _calls = heard(clips["sparse"], TranscribeSettings(min_window_s=0.0))
+    assert fed + 3.0 - 1e-6 <= window <= fed + 3.0 + 0.01 + 1e-6
+    # a tail as long as Whisper's window leaves the window as faster-whisper pads it: 30 s
+    result, fed, window, _calls = heard(clips["sparse"], TranscribeSettings(tail_s=30.0))
+    assert window == pytest.approx(30.0) and _wer(SENTENCES[2], result) <= 0.2
+    # ~37 s of unbroken speech in two chunks (cut where it is quietest, before 24 s): two windows of 20-27 s
+    result, fed, window, calls = heard(clips["long"], TranscribeSettings())
+    assert calls == 2 and 2 * 20.0 <= window <= 20.0 + 27.0 + 0.01
+    assert _wer(" ".join(SENTENCES * 3), result) <= 0.2
+
+
+@pytest.mark.model
 @pytest.mark.parametrize("clip", ["noise", "tone"])
 def test_noise_and_tones_give_an_empty_transcript(clip: str, clips: dict, model: SpeechModel) -> None:
     assert _run(clips[clip], model).segments == ()
@@ -189,7 +214,8 @@ class _PassesOverOnce(SpeechModel):
 def test_a_region_whisper_passed_over_is_transcribed_again(clips: dict, model: SpeechModel) -> None:
     skipping = _PassesOverOnce(model)
     result = _run(clips["speech"], skipping)
-    assert skipping.hidden is not None and skipping.calls == 2  # the packed chunk, then the regions again
+    # the packed chunk, then the region passed over and the one after it, each alone (one chunk a batch on a CPU)
+    assert skipping.hidden is not None and skipping.calls == 1 + 2
     words = [w for s in result.segments for w in s.words]
     assert _wer(" ".join(SENTENCES), result) <= 0.2, " ".join(w.text for w in words)
     start = TRACK_OFFSET + PLACES[1]
@@ -209,8 +235,11 @@ def test_a_region_heard_in_full_is_not_transcribed_again(clips: dict, model: Spe
 def test_chunks_are_transcribed_in_batches(clips: dict, model: SpeechModel) -> None:
     # Chunks of 5 s hold one sentence each: three chunks in batches of two make two calls, words still in place.
     calls = model.calls
+    window = model.window_s
     result = _run(clips["speech"], model, settings=TranscribeSettings(chunk_s=5.0, batch_size=2))
     assert model.calls == calls + 2
+    # every chunk (at most 5 s) in the shortest window, 20 s: the batch of two and the one left over
+    assert model.window_s - window == pytest.approx(3 * TranscribeSettings().min_window_s)
     assert _wer(" ".join(SENTENCES), result) <= 0.2
     assert len(result.segments) == len(SENTENCES)
     for segment, place in zip(result.segments, PLACES, strict=True):
@@ -284,7 +313,8 @@ def test_packed_chunks_hold_the_track_audio_exactly(tmp_path: Path) -> None:
             covered += hi - lo
     assert covered == sum(round(r.end * ANALYSIS_RATE) - round(r.start * ANALYSIS_RATE) for r in regions[:-1]) \
         + decoded.size - 199 * ANALYSIS_RATE
-    assert sum(len(pieces) for _, pieces in chunks) == len(regions) + 2  # the 70 s region comes in three parts
+    # the 70 s region comes in four parts of at most 24 s, each cut where it is quietest
+    assert sum(len(pieces) for _, pieces in chunks) == len(regions) + 3
 
 
 def test_a_long_region_is_cut_where_it_is_quiet() -> None:
