@@ -44,7 +44,7 @@ class TranscribeSettings:
       runs): 15.4 s of transcription CPU against 19.1 s, 13.7 s against 14.8 s and 13.2 s against 15.8 s, at WER
       0.054, 0.055 and 0.099 against 0.056, 0.059 and 0.103 (700-706 s of windows against 780-840 s); with
       ``base``, on two of the rooms, 19.7 s against 26.3 s and 23.3 s against 26.7 s, at WER 0.048 against 0.043
-      (5 more words wrong in 1,700) and 0.068 against 0.071. Word times
+      (about 10 more words wrong in 1,700) and 0.068 against 0.071. Word times
       moved by a median of 10 ms, and every word's middle stayed in its turn. A tail of 0 s lost words (WER 0.078
       against 0.056); tails of 2 s and 4 s gave WER 0.051-0.106 and 0.055-0.103; chunks of 22 s and 26 s gave
       0.039-0.101 and 0.054-0.090 (chunks of 22 s cut more sentences). Short windows are where Whisper goes wrong:
