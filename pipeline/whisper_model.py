@@ -92,8 +92,11 @@ class SpeechModel:
         self._whisper = whisper
         self.calls = 0
         self.audio_s = 0.0
-        self.window_s = 0.0
         self._batched: Any = None
+
+    @property
+    def window_s(self) -> float:
+        return self._batched.window_frames / _FRAMES_PER_S if self._batched is not None else 0.0
 
     def _transcribe_batch(self, audio: np.ndarray, clips: list[dict[str, float]], language: str,
                           settings: TranscribeSettings) -> list[Any]:
@@ -105,15 +108,11 @@ class SpeechModel:
         self._batched.last_speech_timestamp = 0.0  # word timing state a failed call may have left behind
         self._batched.tail_frames = round(settings.tail_s * _FRAMES_PER_S)
         self._batched.least_frames = round(settings.min_window_s * _FRAMES_PER_S)
-        self._batched.window_frames = 0
         segments, _info = self._batched.transcribe(
             audio, language=language, beam_size=settings.beam_size, word_timestamps=True, vad_filter=False,
             clip_timestamps=clips, batch_size=settings.batch_size, without_timestamps=True,
         )
-        try:
-            return list(segments)  # the generator does the work: run it here, inside the error translation
-        finally:
-            self.window_s += self._batched.window_frames / _FRAMES_PER_S
+        return list(segments)  # the generator does the work: run it here, inside the error translation
 
     def _detect_language(self, audio: np.ndarray) -> tuple[str, float]:
         self.calls += 1
@@ -128,7 +127,7 @@ _FRAMES_PER_S = 100  # Whisper's log-mel frames: one every 10 ms
 @functools.cache
 def _window_cut_pipeline() -> type:
     """faster-whisper's batched pipeline, with each batch's window cut to its longest chunk plus ``tail_frames``,
-    and to no less than ``least_frames``.
+    and to no less than ``least_frames`` (both set by :class:`SpeechModel` from the settings of each call).
 
     The pipeline pads every chunk's log-mel features with zeros to Whisper's 3000 frames (30 s) before the encoder;
     the frames cut here are only that padding, so the encoder and the decoder's cross-attention work on what was
@@ -138,9 +137,9 @@ def _window_cut_pipeline() -> type:
     from faster_whisper import BatchedInferencePipeline
 
     class WindowCut(BatchedInferencePipeline):
-        tail_frames = 3 * _FRAMES_PER_S
-        least_frames = 20 * _FRAMES_PER_S
-        window_frames = 0  # frames the encoder ran over since it was last set to 0, the whole batch counted
+        tail_frames: int
+        least_frames: int
+        window_frames = 0  # frames the encoder has run over, every chunk of a batch counted
 
         def forward(self, features: np.ndarray, tokenizer: Any, chunks_metadata: list[dict[str, Any]],
                     options: Any) -> Any:
