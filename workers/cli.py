@@ -129,9 +129,11 @@ def process(ctx: click.Context, room_dir: Path, source: str | None, out_dir: Pat
     # then finds its tracks probed, checked and hashed, unless they changed meanwhile, and reports what was wrong.
     early = threading.Thread(target=_validate_quietly, args=(room_dir,), daemon=True)
     early.start()
+    from workers import runlog
     from workers.progress import listening
     from workers.runner import process_room
 
+    runlog.bill_start_to_ingest()  # this process runs one room: what its start took is the room's to pay
     if out_dir is not None and store is not None:
         raise click.UsageError("give --out or --store, not both")
     settings = settings_of(ctx).replace(

@@ -1,4 +1,4 @@
-"""``roomcast cost``: what the workers' stage runs cost, per hour of room, from the catalog's record of them
+"""``roomcast cost``: what the stage runs cost, per hour of room, from the catalog's record of them
 (:mod:`storage.stage_runs`)."""
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ DEFAULT_PRICE_PER_CORE_HOUR = 0.045
               help="What a CPU core-hour costs, in dollars.")
 @click.pass_context
 def cost(ctx: click.Context, days: float | None, price: float) -> None:
-    """CPU the workers' stage runs took (ingest, track, finish), per room-minute and per room-hour, and what that
-    costs at PRICE per core-hour. Every run counts, failed ones and re-runs too: they are paid for. The runs are
-    those `roomcast worker` processes record; `roomcast process`, in one process, records none."""
+    """CPU the stage runs took (ingest, track, finish), per room-minute and per room-hour, and what that costs at
+    PRICE per core-hour. Every run counts, failed ones and re-runs too: they are paid for. The runs are those
+    `roomcast worker` processes record and those of `roomcast process` (in-process; its command's own start,
+    Python and the imports, is in no stage)."""
     from storage.stage_runs import StageLog, cost_report
 
     since = datetime.now(UTC) - timedelta(days=days) if days is not None else None

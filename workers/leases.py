@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import threading
 import time
 from collections.abc import Callable
@@ -26,15 +25,15 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from pipeline.errors import StorageError
 from pipeline.room import MANIFEST_NAME
-from storage.catalog import now
 from storage.layout import INBOX_PREFIX
 from storage.leases import LeaseBook, LeaseRecord
 from storage.records import EpisodeRecord
-from storage.stage_runs import StageLog, StageRunRecord, stage_point
+from storage.stage_runs import stage_point
 from workers.config import Settings
 from workers.context import Context
 from workers.inbox import STORE_REF
 from workers.pauses import pause
+from workers.runlog import Span, record_run
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ def exclusive(settings: Settings, ref: StageRef, work: Callable[[], T], *, worke
         time.sleep(settings.lease_renew_s)
     heartbeat = Heartbeat(leases, lease, settings)
     heartbeat.start()
-    started, cpu, outcome = now(), _cpu_s(), "failed"
+    span, outcome = Span.start(ref.stage, worker=worker), "failed"
     try:
         pause(settings, ref.point, ref.episode_id)
         result = work()
@@ -110,25 +109,11 @@ def exclusive(settings: Settings, ref: StageRef, work: Callable[[], T], *, worke
         raise
     finally:
         heartbeat.stop()
-        _record_run(settings, StageRunRecord(ref.episode_id, ref.stage, worker, outcome, started, now(),
-                                             round(_cpu_s() - cpu, 3)))
+        record_run(settings, ref.episode_id, span.end(outcome))
         try:
             leases.release(lease)
         except StorageError as exc:  # the lease then expires by itself; its room is looked at again
             log.warning("room %s: could not release the lease on %s: %s", ref.episode_id, ref.stage, exc)
-
-
-def _cpu_s() -> float:
-    """CPU seconds of this process and of the children it waited for (ffmpeg)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def _record_run(settings: Settings, run: StageRunRecord) -> None:
-    try:
-        StageLog(Context.of(settings).catalog).record(run)
-    except StorageError as exc:  # the record is for operators: the stage's own outcome stands
-        log.warning("room %s: could not record the run of %s: %s", run.episode_id, run.stage, exc)
 
 
 class Heartbeat(threading.Thread):

@@ -26,7 +26,7 @@ from pipeline.devices import hold_cpu_threads
 from pipeline.errors import RoomcastError
 from pipeline.ffmpeg import AudioInfo, known_probes, remember_probes
 from pipeline.manifest import MANIFEST_NAME, load_room
-from workers import jobs, stages, track
+from workers import jobs, runlog, stages, track
 from workers.config import Settings
 from workers.context import Context, Job, phases, room_folder
 from workers.progress import notify
@@ -55,24 +55,29 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
         # catalog and records the episode (needed when the first track is done), then loads what finishing needs
         # and prepares the show, one after the other, every pool thread being left to a track.
         with ThreadPoolExecutor(max_workers=workers) as threads, ThreadPoolExecutor(max_workers=1) as recorder:
+            ingest = runlog.Span.start(stages.INGEST.name)
             room, digest = jobs.load_checked(settings, room_dir)
             job = jobs.new_job(settings, room, digest, room_dir)
-            recorder.submit(vad.warm_up)
-            recorded = recorder.submit(stages.with_retries, stages.INGEST,
-                                       lambda _final: jobs.record_job(settings, room, digest), what=f"room {room.id!r}")
-            recorder.submit(jobs.load_finish_modules)
-            show = recorder.submit(jobs.prepare_show, settings, room.show)  # its artwork drawn on a first episode
+            ingest_run = ingest.end()
+            ingest_aside, finish_aside = runlog.Aside(), runlog.Aside()  # what the recorder does for each
+            recorder.submit(ingest_aside.timed, vad.warm_up)
+            recorded = recorder.submit(ingest_aside.timed, lambda: stages.with_retries(
+                stages.INGEST, lambda _final: jobs.record_job(settings, room, digest), what=f"room {room.id!r}"))
+            recorder.submit(finish_aside.timed, jobs.load_finish_modules)
+            # the show's artwork drawn on a first episode
+            show = recorder.submit(finish_aside.timed, jobs.prepare_show, settings, room.show)
             try:
-                keys = _run_tracks(threads, settings, job, recorded=recorded)
+                keys = _run_tracks(threads, settings, job, recorded=recorded, aside=finish_aside)
             except BaseException as exc:
                 threads.shutdown(cancel_futures=True)  # the tracks not started yet never start
                 jobs.discard_work(settings, job)
                 if not recorded.exception() and not isinstance(exc, KeyboardInterrupt):
                     Context.of(settings).catalog.set_failed(job.episode_id, str(exc))
                 raise
+        runlog.record_run(settings, job.episode_id, ingest_run.plus(ingest_aside.take()))
         # a show that could not be prepared is prepared again by finish, which records what went wrong
         prepared = None if show.exception() else show.result()
-        return _finish(settings, job, keys, show=prepared)
+        return _finish(settings, job, keys, aside=finish_aside, show=prepared)
     ingested: Job | None = None
     try:
         with worker_pool(settings, workers) as pool:
@@ -80,9 +85,12 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
             warming = [pool.submit(_warm_up, settings) for _ in range(workers)]
             started = time.monotonic()
             try:
+                span = runlog.Span.start(stages.INGEST.name)
                 ingested = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
                                                what=f"room {room_dir.name!r}")
-                job, keys, replay_out = _tracks_on_pool(pool, settings, ingested, warming, started)
+                runlog.record_run(settings, ingested.episode_id, span.end())
+                aside = runlog.Aside()
+                job, keys, replay_out = _tracks_on_pool(pool, settings, ingested, warming, started, aside)
             except BaseException:
                 pool.shutdown(cancel_futures=True)  # the tracks not started yet never start
                 raise
@@ -90,14 +98,14 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
         if ingested is not None:  # every pool process has ended: no track writes a decode after this
             jobs.discard_work(settings, ingested)
         raise
-    summary = _finish(settings, job, keys)
+    summary = _finish(settings, job, keys, aside=aside)
     if replay_out is not None:
         summary["replay_published_after_s"] = round(replay_out.result(), 2)
     return summary
 
 
 def _tracks_on_pool(pool: ProcessPoolExecutor, settings: Settings, job: Job, warming: list[Future[None]],
-                    started: float) -> tuple[Job, dict[int, str], Future[float] | None]:
+                    started: float, aside: runlog.Aside) -> tuple[Job, dict[int, str], Future[float] | None]:
     """Run the tracks of the ingested ``job`` on ``pool`` (replay first: the replay phase's, then the words
     phase's while the replay is published), once ``warming`` (the workers' model loads) is done for the last
     phase: the job of the last phase, its track results, and the replay's publish (when it was out, in seconds
@@ -107,10 +115,11 @@ def _tracks_on_pool(pool: ProcessPoolExecutor, settings: Settings, job: Job, war
         replay_out: Future[float] | None = None  # when the replay was out, in seconds from the start
         if run_phases[0] == stages.REPLAY:  # the replay out first: its tracks need no model, its mix no transcript
             replay = job.in_phase(stages.REPLAY)
-            replay_keys = _run_tracks(pool, settings, replay)
+            replay_aside = runlog.Aside()
+            replay_keys = _run_tracks(pool, settings, replay, aside=replay_aside)
 
             def publish_replay() -> float:
-                _finish(settings, replay, replay_keys)
+                _finish(settings, replay, replay_keys, aside=replay_aside)
                 return time.monotonic() - started
 
             # the replay is mixed and published here while the pool transcribes (each track from the
@@ -120,7 +129,8 @@ def _tracks_on_pool(pool: ProcessPoolExecutor, settings: Settings, job: Job, war
         try:
             for warm in warming:
                 warm.result()  # a model that cannot load fails the room here (its replay stays out)
-            keys = _run_tracks(pool, settings, job, recorded=replay_out, background=replay_out is not None)
+            keys = _run_tracks(pool, settings, job, recorded=replay_out, background=replay_out is not None,
+                               aside=aside)
         except RoomcastError as exc:
             if replay_out is not None:
                 replay_out.exception()  # the replay is out, or has failed, before the room is marked failed
@@ -129,42 +139,70 @@ def _tracks_on_pool(pool: ProcessPoolExecutor, settings: Settings, job: Job, war
     return job, keys, replay_out
 
 
-def _finish(settings: Settings, job: Job, keys: dict[int, str], **options: Any) -> dict[str, Any]:
-    return stages.with_retries(
-        stages.FINISH, lambda final: jobs.finish(settings, job, [keys[i] for i in job.tracks], final_attempt=final,
-                                                 **options), what=f"room {job.episode_id!r}")
+def _finish(settings: Settings, job: Job, keys: dict[int, str], *, aside: runlog.Aside | None = None,
+            **options: Any) -> dict[str, Any]:
+    """The finish of ``job``, each attempt recorded in the catalog's stage runs (the first also given what
+    ``aside`` holds: what this process did for the finish while the tracks ran)."""
+    def attempt(final: bool) -> dict[str, Any]:
+        return runlog.measured(settings, job.episode_id, stages.run_name(stages.FINISH, job.phase),
+                               lambda: jobs.finish(settings, job, [keys[i] for i in job.tracks],
+                                                   final_attempt=final, **options), aside=aside)
+
+    return stages.with_retries(stages.FINISH, attempt, what=f"room {job.episode_id!r}")
 
 
 def _run_tracks(pool: Executor, settings: Settings, job: Job, *, recorded: Future[Any] | None = None,
-                background: bool = False) -> dict[int, str]:
+                background: bool = False, aside: runlog.Aside | None = None) -> dict[int, str]:
     """Every track of ``job`` through ``process_track`` on ``pool``. With ``recorded`` (the episode being recorded
     in the catalog meanwhile, and the modules of the finish loaded after; or its replay being published), the
     tracks' progress is reported once it is, and a failure to record it ends the run at once. The progress is
     recorded in the catalog from here, never by the tracks: a worker process opens no catalog (SQLAlchemy's
     import and the schema check cost each about 0.3 s of CPU).
     ``background``: the tracks run behind ``recorded``, the replay's publish, whose own progress is shown until it
-    is out; the pool's processes lower their CPU priority first (for good: this run's last tracks)."""
+    is out; the pool's processes lower their CPU priority first (for good: this run's last tracks).
+    Each track's run is recorded in the catalog's stage runs; ``aside`` is given this thread's CPU meanwhile (the
+    finish's modules loaded, the progress recorded), for the finish's record."""
     keys: dict[int, str] = {}
+    own = runlog.thread_cpu_s()
     stage = track.track_stage(settings, job)
     if not background:
         notify(job.episode_id, stage, 0.0)
     order = _heaviest_first(settings, job)
     probes = known_probes()  # every track was probed by ingest here: a worker process need not probe them again
-    futures = {pool.submit(_process_track, settings, job, index, probes, background): index
+    threaded = isinstance(pool, ThreadPoolExecutor)
+    children = runlog.children_cpu_s()
+    futures = {pool.submit(_process_track, settings, job, index, probes, background, threaded): index
                for index in order}
     if recorded is None:
         jobs.load_finish_modules()  # while the tracks are worked on, not after
     pending: set[Future[Any]] = set(futures) | ({recorded} if recorded is not None else set())
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        for future in done:
-            result = future.result()  # a track's failure, or the catalog's, ends the run here
-            if future is not recorded:
-                keys[futures[future]] = result
-            if not background or (recorded is not None and recorded.done()):
-                notify(job.episode_id, stage, len(keys) / len(job.tracks))
-        if recorded is None or recorded.done():
-            track.report_tracks(settings, job, len(keys))
+    ran: list[runlog.Ran] = []
+    try:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future is recorded:
+                    future.result()  # the catalog's failure ends the run here
+                else:
+                    error = future.exception()
+                    if error is not None:  # a track's failure ends the run here
+                        ran += [r for r in [getattr(error, "stage_run", None)] if isinstance(r, runlog.Ran)]
+                        raise error
+                    keys[futures[future]], track_run = future.result()
+                    ran.append(track_run)
+                if not background or (recorded is not None and recorded.done()):
+                    notify(job.episode_id, stage, len(keys) / len(job.tracks))
+            if recorded is None or recorded.done():
+                track.report_tracks(settings, job, len(keys))
+    finally:
+        if aside is not None:
+            aside.add(runlog.thread_cpu_s() - own)
+        if threaded:  # the tracks' ffmpeg processes ran in this process: shared among them
+            ran = runlog.share_children(ran, runlog.children_cpu_s() - children)
+        # on threads, the catalog is opened beside the tracks (``recorded``): their runs are recorded once it is
+        if not threaded or recorded is None or (recorded.done() and recorded.exception() is None):
+            for track_run in ran:
+                runlog.record_run(settings, job.episode_id, track_run)
     return keys
 
 
@@ -195,14 +233,38 @@ def _track_count(room_dir: Path) -> int:
 BACKGROUND_NICE = 10  # CPU shares of about 1 to 10 against a process at the default priority
 
 
-def _process_track(settings: Settings, job: Job, index: int,
-                   probes: dict[tuple[str, int, int, int], AudioInfo], background: bool = False) -> str:
+# The CPU of this worker process already given to the tracks it ran: its first track is given what the process
+# took to start (imports, the Whisper model), as a Celery worker's first track is.
+_billed_s = 0.0
+
+
+def _process_track(settings: Settings, job: Job, index: int, probes: dict[tuple[str, int, int, int], AudioInfo],
+                   background: bool = False, threaded: bool = False) -> tuple[str, runlog.Ran]:
+    """One track of ``job`` on a pool: its result's key, and its run (for the catalog's stage runs: attached as
+    ``stage_run`` to what it raises). ``threaded``: on a thread of the run's own process, its CPU then the
+    thread's alone (:func:`_run_tracks` gives it its share of the ffmpeg time)."""
+    global _billed_s
     remember_probes(probes)
     if background and os.getpriority(os.PRIO_PROCESS, 0) < BACKGROUND_NICE:
         os.setpriority(os.PRIO_PROCESS, 0, BACKGROUND_NICE)
-    return stages.with_retries(
-        stages.TRACK, lambda _final: track.process_track(settings, job, index, keep_decoded=True, report=False),
-        what=f"room {job.episode_id!r}: track {index}")
+    clock = runlog.thread_cpu_s if threaded else runlog.process_cpu_s
+    span = runlog.Span.start(stages.run_name(stages.TRACK, job.phase, index),
+                             cpu_start=clock() if threaded else _billed_s)
+    try:
+        key = stages.with_retries(
+            stages.TRACK, lambda _final: track.process_track(settings, job, index, keep_decoded=True, report=False),
+            what=f"room {job.episode_id!r}: track {index}")
+    except Exception as exc:
+        exc.stage_run = _ended(span, "failed", clock(), threaded)  # type: ignore[attr-defined]
+        raise
+    return key, _ended(span, "done", clock(), threaded)
+
+
+def _ended(span: runlog.Span, outcome: str, cpu: float, threaded: bool) -> runlog.Ran:
+    global _billed_s
+    if not threaded:
+        _billed_s = cpu
+    return span.end(outcome, cpu_end=cpu)
 
 
 def worker_pool(settings: Settings, workers: int) -> ProcessPoolExecutor:

@@ -109,3 +109,10 @@ def with_retries(stage: Stage, work: Callable[[bool], T], *, what: str, policy: 
             log.warning("%s: %s: %s; retrying in %.0f s", what, stage.name, exc, delay)
             sleep(delay)
             retries += 1
+
+
+def run_name(stage: Stage, phase: str, track: int | None = None) -> str:
+    """What a run of ``stage`` in ``phase`` is called on its lease and in the catalog's stage runs: ``ingest``,
+    ``track-N`` and ``finish``; ``track-N-replay`` and ``finish-replay`` in the replay phase of replay first."""
+    name = stage.name if track is None else f"{stage.name}-{track}"
+    return f"{name}-{REPLAY}" if phase == REPLAY and stage is not INGEST else name

@@ -19,10 +19,10 @@ from celery.canvas import Signature
 
 from pipeline.devices import hold_cpu_threads
 from pipeline.errors import RoomcastError, StorageError
-from workers import jobs, leases, track
+from workers import jobs, leases, runlog, track
 from workers.config import Settings, load_settings
 from workers.context import Context, Job, phases
-from workers.stages import DEFAULT_QUEUE, FINISH, GRAPH, INGEST, REPLAY, RETRY, TRACK, WORDS
+from workers.stages import DEFAULT_QUEUE, FINISH, GRAPH, INGEST, REPLAY, RETRY, TRACK, WORDS, run_name
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,18 @@ def _transient_retry(task: Task, exc: StorageError) -> Exception:
 
 def _held(task: Task, ref: leases.StageRef, work: Callable[[], T], *, done: Callable[[], bool] | None = None,
           skip_if_busy: bool = False) -> T | None:
-    """``work`` under the stage's lease (:mod:`workers.leases`); in-process runs take none."""
+    """``work`` under the stage's lease (:mod:`workers.leases`), which records its run; in-process runs take none
+    and record the run themselves."""
     if task.request.is_eager:
-        return work()
+        return _measured(task, ref, work)
     return leases.exclusive(current_settings(), ref, work, worker=leases.worker_name(task.request.hostname),
                             task_id=str(task.request.id), done=done, skip_if_busy=skip_if_busy)
+
+
+def _measured(task: Task, ref: leases.StageRef, work: Callable[[], T]) -> T:
+    """``work`` without a lease, its run recorded in the catalog's stage runs (:mod:`workers.runlog`)."""
+    worker = runlog.in_process_worker() if task.request.is_eager else leases.worker_name(task.request.hostname)
+    return runlog.measured(current_settings(), ref.episode_id, ref.stage, work, worker=worker)
 
 
 def _unless_failed(settings: Settings, run: Job, what: str) -> None:
@@ -137,7 +144,7 @@ def ingest_task(self: Task, room_dir: str, skip_published: bool = False) -> Any:
             if job is None:
                 return {"episode": None, "status": "already published, or being ingested by another worker"}
         else:
-            job = jobs.ingest(settings, room_dir)
+            job = _measured(self, leases.ingest_ref(room_dir), lambda: jobs.ingest(settings, room_dir))
     except StorageError as exc:
         raise _transient_retry(self, exc) from exc
     return self.replace(room_canvas(job.in_phase(phases(settings)[0])))
@@ -154,7 +161,7 @@ def track_task(self: Task, job: dict[str, Any], track_index: int) -> str:
             if jobs.published_from(Context.of(settings).catalog, run.episode_id, run.input_hash):
                 return key  # a copy delivered again after its room was published (and its work/ results removed)
             _unless_failed(settings, run, f"track {track_index}")
-        stage = f"track-{track_index}" + ("-replay" if run.phase == REPLAY else "")
+        stage = run_name(TRACK, run.phase, track_index)
         result = _held(self, leases.StageRef(run.episode_id, stage, run.room_dir),
                        lambda: track.process_track(settings, run, track_index), done=lambda: store.exists(key))
         assert result is not None
@@ -180,8 +187,7 @@ def finish_task(self: Task, result_keys: list[str], job: dict[str, Any]) -> dict
     try:
         if not self.request.is_eager:
             _unless_failed(settings, run, "finish")
-        result = _held(self, leases.StageRef(run.episode_id, f"finish-{run.phase}" if first else "finish",
-                                             run.room_dir),
+        result = _held(self, leases.StageRef(run.episode_id, run_name(FINISH, run.phase), run.room_dir),
                        lambda: jobs.finish(settings, run, list(result_keys),
                                            final_attempt=RETRY.is_final(self.request.retries)), done=done)
     except StorageError as exc:
