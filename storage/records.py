@@ -129,3 +129,20 @@ class JobRecord:
     error: str = ""
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StageRunRecord:
+    """One run of a stage of a room by one worker process (:mod:`storage.stage_runs`)."""
+
+    episode_id: str
+    stage: str
+    worker: str
+    outcome: str
+    started_at: datetime
+    finished_at: datetime
+    cpu_s: float
+
+    @property
+    def wall_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()

@@ -17,21 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from storage.catalog import Catalog, Episode, StageRun
-
-
-@dataclass(frozen=True)
-class StageRunRecord:
-    episode_id: str
-    stage: str
-    worker: str
-    outcome: str
-    started_at: datetime
-    finished_at: datetime
-    cpu_s: float
-
-    @property
-    def wall_s(self) -> float:
-        return (self.finished_at - self.started_at).total_seconds()
+from storage.records import StageRunRecord
 
 
 class StageLog:

@@ -109,7 +109,7 @@ def exclusive(settings: Settings, ref: StageRef, work: Callable[[], T], *, worke
         raise
     finally:
         heartbeat.stop()
-        record_run(settings, ref.episode_id, span.end(outcome))
+        record_run(settings, span.end(ref.episode_id, outcome))
         try:
             leases.release(lease)
         except StorageError as exc:  # the lease then expires by itself; its room is looked at again

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from pipeline.errors import StorageError
+from storage.records import StageRunRecord
 from workers.stages import INGEST
 
 if TYPE_CHECKING:
@@ -70,21 +71,9 @@ def bill_start_to_ingest() -> None:
     _start_unbilled = True
 
 
-@dataclass(frozen=True)
-class Ran:
-    """A stage run as measured where it ran (a worker process of an in-process run opens no catalog: the run that
-    started it records this)."""
-
-    stage: str
-    worker: str
-    outcome: str
-    started_at: datetime
-    finished_at: datetime
-    cpu_s: float
-
-
-    def plus(self, cpu_s: float) -> Ran:
-        return replace(self, cpu_s=round(self.cpu_s + cpu_s, 3)) if cpu_s > 0 else self
+def with_cpu(run: StageRunRecord, cpu_s: float) -> StageRunRecord:
+    """``run`` given ``cpu_s`` more."""
+    return replace(run, cpu_s=round(run.cpu_s + cpu_s, 3)) if cpu_s > 0 else run
 
 
 class Aside:
@@ -133,12 +122,15 @@ class Span:
         return cls(stage, worker or in_process_worker(), datetime.now(UTC),
                    process_cpu_s() if cpu_start is None else cpu_start)
 
-    def end(self, outcome: str = "done", *, cpu_end: float | None = None) -> Ran:
+    def end(self, episode_id: str, outcome: str = "done", *, cpu_end: float | None = None) -> StageRunRecord:
+        """The run, for the catalog (a worker process of an in-process run opens no catalog: the run that started
+        it records this)."""
         cpu = (process_cpu_s() if cpu_end is None else cpu_end) - self.cpu_start
-        return Ran(self.stage, self.worker, outcome, self.started_at, datetime.now(UTC), round(max(0.0, cpu), 3))
+        return StageRunRecord(episode_id, self.stage, self.worker, outcome, self.started_at, datetime.now(UTC),
+                              round(max(0.0, cpu), 3))
 
 
-def share_children(runs: Sequence[Ran], children_s: float) -> list[Ran]:
+def share_children(runs: Sequence[StageRunRecord], children_s: float) -> list[StageRunRecord]:
     """``runs`` (each holding its thread's own CPU) with ``children_s``, the ffmpeg time of the processes they
     waited for together, shared among them in proportion to their own CPU."""
     own = sum(run.cpu_s for run in runs)
@@ -148,17 +140,16 @@ def share_children(runs: Sequence[Ran], children_s: float) -> list[Ran]:
             for run in runs]
 
 
-def record_run(settings: Settings, episode_id: str, run: Ran) -> None:
-    """Add ``run`` of a stage of ``episode_id`` to the catalog's stage runs; a failure to record is logged, as the
-    record is for operators and the stage's own outcome stands."""
-    from storage.stage_runs import StageLog, StageRunRecord
+def record_run(settings: Settings, run: StageRunRecord) -> None:
+    """Add ``run`` to the catalog's stage runs; a failure to record is logged, as the record is for operators and
+    the stage's own outcome stands."""
+    from storage.stage_runs import StageLog
     from workers.context import Context
 
     try:
-        StageLog(Context.of(settings).catalog).record(StageRunRecord(episode_id, run.stage, run.worker, run.outcome,
-                                                                     run.started_at, run.finished_at, run.cpu_s))
+        StageLog(Context.of(settings).catalog).record(run)
     except StorageError as exc:
-        log.warning("room %s: could not record the run of %s: %s", episode_id, run.stage, exc)
+        log.warning("room %s: could not record the run of %s: %s", run.episode_id, run.stage, exc)
 
 
 def measured(settings: Settings, episode_id: str, stage: str, work: Callable[[], T], *,
@@ -171,4 +162,4 @@ def measured(settings: Settings, episode_id: str, stage: str, work: Callable[[],
         outcome = "done"
         return result
     finally:
-        record_run(settings, episode_id, span.end(outcome).plus(aside.take() if aside is not None else 0.0))
+        record_run(settings, with_cpu(span.end(episode_id, outcome), aside.take() if aside is not None else 0.0))

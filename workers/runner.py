@@ -26,6 +26,7 @@ from pipeline.devices import hold_cpu_threads
 from pipeline.errors import RoomcastError
 from pipeline.ffmpeg import AudioInfo, known_probes, remember_probes
 from pipeline.manifest import MANIFEST_NAME, load_room
+from storage.records import StageRunRecord
 from workers import jobs, runlog, stages, track
 from workers.config import Settings
 from workers.context import Context, Job, phases, room_folder
@@ -58,7 +59,7 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
             ingest = runlog.Span.start(stages.INGEST.name)
             room, digest = jobs.load_checked(settings, room_dir)
             job = jobs.new_job(settings, room, digest, room_dir)
-            ingest_run = ingest.end()
+            ingest_run = ingest.end(job.episode_id)
             ingest_aside, finish_aside = runlog.Aside(), runlog.Aside()  # what the recorder does for each
             recorder.submit(ingest_aside.timed, vad.warm_up)
             recorded = recorder.submit(ingest_aside.timed, lambda: stages.with_retries(
@@ -74,7 +75,7 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
                 if not recorded.exception() and not isinstance(exc, KeyboardInterrupt):
                     Context.of(settings).catalog.set_failed(job.episode_id, str(exc))
                 raise
-        runlog.record_run(settings, job.episode_id, ingest_run.plus(ingest_aside.take()))
+        runlog.record_run(settings, runlog.with_cpu(ingest_run, ingest_aside.take()))
         # a show that could not be prepared is prepared again by finish, which records what went wrong
         prepared = None if show.exception() else show.result()
         return _finish(settings, job, keys, aside=finish_aside, show=prepared)
@@ -88,7 +89,7 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
                 span = runlog.Span.start(stages.INGEST.name)
                 ingested = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
                                                what=f"room {room_dir.name!r}")
-                runlog.record_run(settings, ingested.episode_id, span.end())
+                runlog.record_run(settings, span.end(ingested.episode_id))
                 aside = runlog.Aside()
                 job, keys, replay_out = _tracks_on_pool(pool, settings, ingested, warming, started, aside)
             except BaseException:
@@ -176,7 +177,7 @@ def _run_tracks(pool: Executor, settings: Settings, job: Job, *, recorded: Futur
     if recorded is None:
         jobs.load_finish_modules()  # while the tracks are worked on, not after
     pending: set[Future[Any]] = set(futures) | ({recorded} if recorded is not None else set())
-    ran: list[runlog.Ran] = []
+    ran: list[StageRunRecord] = []
     try:
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -186,7 +187,7 @@ def _run_tracks(pool: Executor, settings: Settings, job: Job, *, recorded: Futur
                 else:
                     error = future.exception()
                     if error is not None:  # a track's failure ends the run here
-                        ran += [r for r in [getattr(error, "stage_run", None)] if isinstance(r, runlog.Ran)]
+                        ran += [r for r in [getattr(error, "stage_run", None)] if isinstance(r, StageRunRecord)]
                         raise error
                     keys[futures[future]], track_run = future.result()
                     ran.append(track_run)
@@ -202,7 +203,7 @@ def _run_tracks(pool: Executor, settings: Settings, job: Job, *, recorded: Futur
         # on threads, the catalog is opened beside the tracks (``recorded``): their runs are recorded once it is
         if not threaded or recorded is None or (recorded.done() and recorded.exception() is None):
             for track_run in ran:
-                runlog.record_run(settings, job.episode_id, track_run)
+                runlog.record_run(settings, track_run)
     return keys
 
 
@@ -239,7 +240,7 @@ _billed_s = 0.0
 
 
 def _process_track(settings: Settings, job: Job, index: int, probes: dict[tuple[str, int, int, int], AudioInfo],
-                   background: bool = False, threaded: bool = False) -> tuple[str, runlog.Ran]:
+                   background: bool = False, threaded: bool = False) -> tuple[str, StageRunRecord]:
     """One track of ``job`` on a pool: its result's key, and its run (for the catalog's stage runs: attached as
     ``stage_run`` to what it raises). ``threaded``: on a thread of the run's own process, its CPU then the
     thread's alone (:func:`_run_tracks` gives it its share of the ffmpeg time)."""
@@ -255,16 +256,16 @@ def _process_track(settings: Settings, job: Job, index: int, probes: dict[tuple[
             stages.TRACK, lambda _final: track.process_track(settings, job, index, keep_decoded=True, report=False),
             what=f"room {job.episode_id!r}: track {index}")
     except Exception as exc:
-        exc.stage_run = _ended(span, "failed", clock(), threaded)  # type: ignore[attr-defined]
+        exc.stage_run = _ended(span, job, "failed", clock(), threaded)  # type: ignore[attr-defined]
         raise
-    return key, _ended(span, "done", clock(), threaded)
+    return key, _ended(span, job, "done", clock(), threaded)
 
 
-def _ended(span: runlog.Span, outcome: str, cpu: float, threaded: bool) -> runlog.Ran:
+def _ended(span: runlog.Span, job: Job, outcome: str, cpu: float, threaded: bool) -> StageRunRecord:
     global _billed_s
     if not threaded:
         _billed_s = cpu
-    return span.end(outcome, cpu_end=cpu)
+    return span.end(job.episode_id, outcome, cpu_end=cpu)
 
 
 def worker_pool(settings: Settings, workers: int) -> ProcessPoolExecutor:

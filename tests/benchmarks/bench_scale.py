@@ -22,7 +22,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from pipeline.devices import choose_device
-from storage.stage_runs import StageLog, StageRunRecord, stage_point
+from storage.records import StageRunRecord
+from storage.stage_runs import StageLog, stage_point
 from tests.benchmarks.benchrooms import build_room
 from tests.servers import RedisServer, WorkerProcess
 from workers.config import Settings

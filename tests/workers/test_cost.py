@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from storage.catalog import Catalog
-from storage.stage_runs import StageLog, StageRunRecord, cost_report, stage_point
+from storage.records import StageRunRecord
+from storage.stage_runs import StageLog, cost_report, stage_point
 from workers.cli import main
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -15,7 +15,8 @@ import pytest
 
 from pipeline.manifest import load_room
 from storage.catalog import Catalog
-from storage.stage_runs import StageLog, StageRunRecord, cost_report
+from storage.records import StageRunRecord
+from storage.stage_runs import StageLog, cost_report
 from workers import runlog, stages
 
 
@@ -89,9 +90,9 @@ def test_a_share_of_the_ffmpeg_time_follows_each_threads_own_cpu() -> None:
     from datetime import UTC, datetime
 
     at = datetime.now(UTC)
-    runs = [runlog.Ran(f"track-{i}", "w", "done", at, at, cpu) for i, cpu in enumerate((1.0, 3.0, 0.0))]
+    runs = [StageRunRecord("room", f"track-{i}", "w", "done", at, at, cpu) for i, cpu in enumerate((1.0, 3.0, 0.0))]
     shared = runlog.share_children(runs, 2.0)
     assert [r.cpu_s for r in shared] == [1.5, 4.5, 0.0]
     assert runlog.share_children(runs, 0.0) == runs
-    idle = [runlog.Ran("track-0", "w", "done", at, at, 0.0), runlog.Ran("track-1", "w", "done", at, at, 0.0)]
+    idle = [StageRunRecord("room", f"track-{i}", "w", "done", at, at, 0.0) for i in range(2)]
     assert [r.cpu_s for r in runlog.share_children(idle, 1.0)] == [0.5, 0.5]
