@@ -18,12 +18,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 from pipeline.devices import choose_device
 from storage.records import StageRunRecord
-from storage.stage_runs import StageLog, stage_point
+from storage.stage_runs import StageLog, cost_report
 from tests.benchmarks.benchrooms import build_room
 from tests.servers import RedisServer, WorkerProcess
 from workers.config import Settings
@@ -70,15 +69,6 @@ def run(base: Path, rooms: list[Path], workers: int) -> tuple[float, dict[str, l
         redis.stop()
 
 
-def stage_cpu(runs: dict[str, list[StageRunRecord]]) -> dict[str, float]:
-    """CPU seconds by stage kind (ingest, track, finish), summed over the rooms."""
-    totals: dict[str, float] = defaultdict(float)
-    for room_runs in runs.values():
-        for stage_run in room_runs:
-            totals[stage_point(stage_run.stage)] += stage_run.cpu_s
-    return dict(totals)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rooms", type=int, default=3, help="rooms in the throughput batch")
@@ -100,7 +90,7 @@ def main() -> None:
         print(f"{'workers':>7} {'long room s':>11} {'x speed-up':>10} {'batch s':>8} {'rooms/h':>8} "
               f"{'room-h/h':>8} {'rooms/h/core':>12}")
         first_long = None
-        costs: dict[str, float] = defaultdict(float)
+        ran: list[StageRunRecord] = []  # every stage run of every room and worker count
         minutes = 0.0
         for workers in [int(w) for w in args.workers.split(",")]:
             long_s, long_runs = run(base, [long_room], workers)
@@ -112,12 +102,13 @@ def main() -> None:
                   flush=True)
             spread = {r.worker.split()[0] for r in long_runs[long_room.name] if r.stage.startswith("track-")}
             print(f"        long room's 6 tracks ran on {len(spread)} worker(s)")
-            for kind, cpu in stage_cpu(batch_runs).items():
-                costs[kind] += cpu
-            for kind, cpu in stage_cpu(long_runs).items():
-                costs[kind] += cpu
+            ran += [r for runs in (*batch_runs.values(), *long_runs.values()) for r in runs]
             minutes += args.rooms * args.room_minutes + args.long_minutes
-        total = sum(costs.values())
+        # summed by kind of stage as `roomcast cost` sums them; per minute of all the rooms run (a room run again
+        # for each worker count counts each time, which cost_report's room length would not)
+        report = cost_report(ran, {})
+        costs = {stage.point: stage.cpu_s for stage in report.stages}
+        total = report.cpu_s
         print("CPU per room-minute by stage (all runs, from the catalog's stage runs):")
         for kind in ("ingest", "track", "finish"):
             print(f"  {kind:>7}: {costs.get(kind, 0.0) / minutes:6.2f} s")
