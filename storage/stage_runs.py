@@ -4,8 +4,8 @@ Every run writes one row per stage it ran (``ingest``, ``track-N``, ``finish``):
 lease, an in-process run (``roomcast process``) for its own stages (:mod:`workers.runlog`). Each row holds the
 worker's name (its host name and process id, as on its lease, or marked "in-process"), when it started and ended,
 the CPU seconds it took (the worker process and the ffmpeg processes it waited for) and whether it ended ``done``
-or ``failed``. Operators read it to see how
-a room's tracks spread over the workers and what each stage costs (docs/deployment.md sizes a fleet from it).
+or ``failed``. Operators read it to see how a room's tracks spread over the workers and what each stage costs
+(docs/deployment.md sizes a fleet from it).
 """
 
 from __future__ import annotations

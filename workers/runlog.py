@@ -35,23 +35,24 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
 
 def process_cpu_s() -> float:
     """CPU seconds of this process and of the children it waited for (ffmpeg)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return _seconds(resource.RUSAGE_SELF) + children_cpu_s()
 
 
 def thread_cpu_s() -> float:
     """CPU seconds of the calling thread alone."""
-    own = resource.getrusage(resource.RUSAGE_THREAD)
-    return own.ru_utime + own.ru_stime
+    return _seconds(resource.RUSAGE_THREAD)
 
 
 def children_cpu_s() -> float:
     """CPU seconds of the children this process waited for."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return children.ru_utime + children.ru_stime
+    return _seconds(resource.RUSAGE_CHILDREN)
 
 
 def in_process_worker() -> str:
@@ -136,8 +137,7 @@ def share_children(runs: Sequence[StageRunRecord], children_s: float) -> list[St
     own = sum(run.cpu_s for run in runs)
     if not runs or children_s <= 0:
         return list(runs)
-    return [replace(run, cpu_s=round(run.cpu_s + children_s * (run.cpu_s / own if own > 0 else 1 / len(runs)), 3))
-            for run in runs]
+    return [with_cpu(run, children_s * (run.cpu_s / own if own > 0 else 1 / len(runs))) for run in runs]
 
 
 def record_run(settings: Settings, run: StageRunRecord) -> None:
