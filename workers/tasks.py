@@ -11,6 +11,7 @@ chord of the ``words`` phase.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -53,18 +54,22 @@ _settings: Settings | None = None
 DEFAULT_VISIBILITY_TIMEOUT_S = 7 * 3600
 
 
+_backend_url: str | None = None  # the result backend the app was last configured with
+
+
 def configure(settings: Settings, *, eager: bool = False, visibility_timeout_s: float | None = None) -> None:
     """Bind the app to ``settings``: the broker for workers, or eager in-process execution."""
-    global _settings
+    global _settings, _backend_url
     _settings = settings
     timeout = visibility_timeout_s or DEFAULT_VISIBILITY_TIMEOUT_S
+    backend = "cache+memory://" if eager else settings.result_backend or settings.broker_url
     # Look for such messages every few seconds (one cheap ZRANGE) rather than kombu's default of every 100 s.
     transport = {"visibility_timeout": timeout, "unacked_restore_interval": min(10.0, max(1.0, timeout / 5)),
                  "unacked_restore_throttle": 1}
     app.conf.update(
         broker_url=settings.broker_url,
         # In-process runs keep chord state in memory: no Redis needed to process one room on a laptop.
-        result_backend="cache+memory://" if eager else settings.result_backend or settings.broker_url,
+        result_backend=backend,
         broker_transport_options=transport,
         result_backend_transport_options=transport,
         task_always_eager=eager,
@@ -73,6 +78,14 @@ def configure(settings: Settings, *, eager: bool = False, visibility_timeout_s: 
         task_time_limit=settings.stage_time_limit_s,
         task_soft_time_limit=settings.soft_time_limit_s,
     )
+    # The app builds its result backend once, on first use, and keeps it whatever the configuration says after:
+    # a process that ran one room on Redis and then runs another in-process (or on another Redis) would wait on
+    # the first backend's server. Celery has no public call to drop it, so its caches (one shared by all threads
+    # for a thread-safe backend, else one per thread) are emptied here, and the next use builds the new one.
+    if backend != _backend_url:
+        app._backend_cache = None
+        app._local = threading.local()
+        _backend_url = backend
     for name in (stage.task_name for stage in GRAPH):  # bound before this configuration
         app.tasks[name].time_limit = settings.stage_time_limit_s
         app.tasks[name].soft_time_limit = settings.soft_time_limit_s

@@ -136,3 +136,22 @@ def test_a_celery_worker_publishes_what_the_eager_canvas_does(short_room: Path, 
         redis.stop()
     assert _outputs(folder / "store", *_episode(folder / "store")) == one_out
     assert episode.duration_s == pytest.approx(one["duration_s"], abs=0.05)
+
+
+def test_configuring_again_replaces_the_result_backend_the_app_had_built() -> None:
+    """A process that ran a room on one Redis and then runs one in-process (or on another Redis) must not keep
+    waiting on the first server: Celery builds its backend once and keeps it unless it is dropped."""
+    before = tasks.current_settings_or_none()
+    try:
+        tasks.configure(Settings(broker_url="redis://127.0.0.1:1/0"))
+        assert tasks.app.backend.url == "redis://127.0.0.1:1/0"
+        tasks.configure(Settings(broker_url="redis://127.0.0.1:1/0", result_backend="redis://127.0.0.1:2/0"))
+        assert tasks.app.backend.url == "redis://127.0.0.1:2/0"
+        tasks.configure(Settings(broker_url="redis://127.0.0.1:1/0"), eager=True)
+        memory = tasks.app.backend
+        assert type(memory).__name__ == "CacheBackend"
+        tasks.configure(Settings(broker_url="redis://127.0.0.1:1/0"), eager=True)
+        assert tasks.app.backend is memory  # the same configuration keeps the backend it built
+    finally:
+        if before is not None:
+            tasks.configure(before, eager=bool(tasks.app.conf.task_always_eager))
