@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.errors import MediaError, StorageError
 from workers import stages, tasks
-from workers.config import Settings
+from workers.config import Settings, load_settings
 from workers.runner import process_room
 
 
@@ -141,7 +141,7 @@ def test_a_celery_worker_publishes_what_the_eager_canvas_does(short_room: Path, 
 def test_configuring_again_replaces_the_result_backend_the_app_had_built() -> None:
     """A process that ran a room on one Redis and then runs one in-process (or on another Redis) must not keep
     waiting on the first server: Celery builds its backend once and keeps it unless it is dropped."""
-    before = tasks.current_settings_or_none()
+    before, eager = tasks.current_settings_or_none() or load_settings(), bool(tasks.app.conf.task_always_eager)
     try:
         tasks.configure(Settings(broker_url="redis://127.0.0.1:1/0"))
         assert tasks.app.backend.url == "redis://127.0.0.1:1/0"
@@ -153,5 +153,4 @@ def test_configuring_again_replaces_the_result_backend_the_app_had_built() -> No
         tasks.configure(Settings(broker_url="redis://127.0.0.1:1/0"), eager=True)
         assert tasks.app.backend is memory  # the same configuration keeps the backend it built
     finally:
-        if before is not None:
-            tasks.configure(before, eager=bool(tasks.app.conf.task_always_eager))
+        tasks.configure(before, eager=eager)
