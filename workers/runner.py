@@ -12,6 +12,7 @@ ffmpeg and on code that releases the GIL.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -55,27 +56,39 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
         # one more thread meanwhile loads the VAD (needed once the first stretch of a track is decoded), opens the
         # catalog and records the episode (needed when the first track is done), then loads what finishing needs
         # and prepares the show, one after the other, every pool thread being left to a track.
-        with ThreadPoolExecutor(max_workers=workers) as threads, ThreadPoolExecutor(max_workers=1) as recorder:
-            ingest = runlog.Span.start(stages.INGEST.name)
-            room, digest = jobs.load_checked(settings, room_dir)
-            job = jobs.new_job(settings, room, digest, room_dir)
-            ingest_run = ingest.end(job.episode_id)
-            ingest_aside, finish_aside = runlog.Aside(), runlog.Aside()  # what the recorder does for each
-            recorder.submit(ingest_aside.timed, vad.warm_up)
-            recorded = recorder.submit(ingest_aside.timed, lambda: stages.with_retries(
-                stages.INGEST, lambda _final: jobs.record_job(settings, room, digest), what=f"room {room.id!r}"))
-            recorder.submit(finish_aside.timed, jobs.load_finish_modules)
-            # the show's artwork drawn on a first episode
-            show = recorder.submit(finish_aside.timed, jobs.prepare_show, settings, room.show)
-            try:
-                keys = _run_tracks(threads, settings, job, recorded=recorded, aside=finish_aside)
-            except BaseException as exc:
-                threads.shutdown(cancel_futures=True)  # the tracks not started yet never start
-                jobs.discard_work(settings, job)
-                if not recorded.exception() and not isinstance(exc, KeyboardInterrupt):
-                    Context.of(settings).catalog.set_failed(job.episode_id, str(exc))
-                raise
-        runlog.record_run(settings, runlog.with_cpu(ingest_run, ingest_aside.take()))
+        ingest_aside, finish_aside = runlog.Aside(), runlog.Aside()  # what the recorder does for each
+        ingest = runlog.Span.start(stages.INGEST.name)
+        ingest_run: StageRunRecord | None = None
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as threads, ThreadPoolExecutor(max_workers=1) as recorder:
+                try:
+                    room, digest = jobs.load_checked(settings, room_dir)
+                except BaseException:
+                    ingest_run = _ingest_failed(ingest, room_dir)
+                    raise
+                job = jobs.new_job(settings, room, digest, room_dir)
+                ingest_run = ingest.end(job.episode_id)
+                recorder.submit(ingest_aside.timed, vad.warm_up)
+                recorded = recorder.submit(ingest_aside.timed, lambda: stages.with_retries(
+                    stages.INGEST, lambda _final: jobs.record_job(settings, room, digest),
+                    what=f"room {room.id!r}"))
+                recorder.submit(finish_aside.timed, jobs.load_finish_modules)
+                # the show's artwork drawn on a first episode
+                show = recorder.submit(finish_aside.timed, jobs.prepare_show, settings, room.show)
+                try:
+                    keys = _run_tracks(threads, settings, job, recorded=recorded, aside=finish_aside)
+                except BaseException as exc:
+                    threads.shutdown(cancel_futures=True)  # the tracks not started yet never start
+                    jobs.discard_work(settings, job)
+                    if not recorded.exception() and not isinstance(exc, KeyboardInterrupt):
+                        Context.of(settings).catalog.set_failed(job.episode_id, str(exc))
+                    raise
+                finally:
+                    if recorded.exception() is not None:  # the episode could not be recorded: the ingest failed
+                        ingest_run = dataclasses.replace(ingest_run, outcome="failed")
+        finally:
+            if ingest_run is not None:  # a room that fails is paid for too, from its validation on
+                runlog.record_run(settings, runlog.with_cpu(ingest_run, ingest_aside.take()))
         # a show that could not be prepared is prepared again by finish, which records what went wrong
         prepared = None if show.exception() else show.result()
         return _finish(settings, job, keys, aside=finish_aside, show=prepared)
@@ -87,8 +100,12 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
             started = time.monotonic()
             try:
                 span = runlog.Span.start(stages.INGEST.name)
-                ingested = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
-                                               what=f"room {room_dir.name!r}")
+                try:
+                    ingested = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
+                                                   what=f"room {room_dir.name!r}")
+                except BaseException:
+                    runlog.record_run(settings, _ingest_failed(span, room_dir))  # paid for too
+                    raise
                 runlog.record_run(settings, span.end(ingested.episode_id))
                 aside = runlog.Aside()
                 job, keys, replay_out = _tracks_on_pool(pool, settings, ingested, warming, started, aside)
@@ -103,6 +120,13 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
     if replay_out is not None:
         summary["replay_published_after_s"] = round(replay_out.result(), 2)
     return summary
+
+
+def _ingest_failed(span: runlog.Span, room_dir: Path) -> StageRunRecord:
+    """The run of an ingest that failed, under the room's id as its manifest gives it (else its folder's name)."""
+    from workers.leases import ingest_ref  # the catalog's modules: never imported by a track's worker process
+
+    return span.end(ingest_ref(str(room_dir)).episode_id, "failed")
 
 
 def _tracks_on_pool(pool: ProcessPoolExecutor, settings: Settings, job: Job, warming: list[Future[None]],
@@ -201,7 +225,8 @@ def _run_tracks(pool: Executor, settings: Settings, job: Job, *, recorded: Futur
         if threaded:  # the tracks' ffmpeg processes ran in this process: shared among them
             ran = runlog.share_children(ran, runlog.children_cpu_s() - children)
         # on threads, the catalog is opened beside the tracks (``recorded``): their runs are recorded once it is
-        if not threaded or recorded is None or (recorded.done() and recorded.exception() is None):
+        # (waiting for it when a track failed first), a failed track's too
+        if not threaded or recorded is None or recorded.exception() is None:
             for track_run in ran:
                 runlog.record_run(settings, track_run)
     return keys

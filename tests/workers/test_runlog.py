@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,26 @@ def test_a_share_of_the_ffmpeg_time_follows_each_threads_own_cpu() -> None:
     assert runlog.share_children(runs, 0.0) == runs
     idle = [StageRunRecord("room", f"track-{i}", "w", "done", at, at, 0.0) for i in range(2)]
     assert [r.cpu_s for r in runlog.share_children(idle, 1.0)] == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("args", [("--no-transcribe", "-j", "1"), ("--no-transcribe", "-j", "2"),
+                                  pytest.param(("-j", "2"), marks=pytest.mark.model)])
+def test_a_room_that_fails_its_ingest_in_process_records_a_failed_ingest(short_room: Path, tmp_path: Path,
+                                                                          args: tuple[str, ...]) -> None:
+    """A room whose validation fails (a track missing) is paid for too: its ingest is recorded as failed, under
+    the room's id, on each in-process path (the Celery canvas, threads, worker processes); nothing else runs."""
+    room = tmp_path / "room"
+    shutil.copytree(short_room, room)
+    manifest = json.loads((room / "room.json").read_text())
+    missing = manifest["tracks"][0]["file"]
+    (room / missing).unlink()
+    env = dict(os.environ, ROOMCAST_DATABASE_URL=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+               ROOMCAST_WORK_DIR=str(tmp_path / "work"), ROOMCAST_STORE=str(tmp_path / "store"),
+               ROOMCAST_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
+    done = subprocess.run([sys.executable, "-m", "workers.cli", "process", str(room), "-q", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode != 0
+    assert missing in done.stderr
+    runs = StageLog(Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")).runs(str(manifest["id"]))
+    assert [(r.stage, r.outcome) for r in runs] == [("ingest", "failed")], runs
+    assert runs[0].cpu_s > 0 and runs[0].worker.endswith("(in-process)")

@@ -96,6 +96,7 @@ def test_a_track_that_fails_its_analysis_fails_the_episode_in_the_catalog(
     """A track that cannot be analysed (here one whose decoder fails midway) ends the run with its error, which
     the catalog records against the episode; no decoded copy of the other tracks is left behind."""
     from storage.catalog import Catalog
+    from storage.stage_runs import StageLog
 
     room = load_room(short_room)
     broken = room.published_tracks[-1].path
@@ -116,6 +117,9 @@ def test_a_track_that_fails_its_analysis_fails_the_episode_in_the_catalog(
     assert episode is not None and episode.status == "failed"
     assert broken.name in episode.error and room.id in episode.error
     assert not list((tmp_path / "work").rglob("*.f32*"))
+    # what the room took until it failed is paid for: its ingest, and the track that failed
+    runs = {(r.stage, r.outcome) for r in StageLog(Catalog(database)).runs(room.id)}
+    assert {("ingest", "done"), (f"track-{room.published_tracks[-1].index}", "failed")} <= runs, runs
 
 
 def test_a_worker_whose_track_fails_marks_the_episode_failed(short_room: Path, tmp_path: Path,
