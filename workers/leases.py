@@ -33,7 +33,7 @@ from workers.config import Settings
 from workers.context import Context
 from workers.inbox import STORE_REF
 from workers.pauses import pause
-from workers.runlog import Span, record_run
+from workers.runlog import measured
 
 log = logging.getLogger(__name__)
 
@@ -98,18 +98,18 @@ def exclusive(settings: Settings, ref: StageRef, work: Callable[[], T], *, worke
         time.sleep(settings.lease_renew_s)
     heartbeat = Heartbeat(leases, lease, settings)
     heartbeat.start()
-    span, outcome = Span.start(ref.stage, worker=worker), "failed"
-    try:
+
+    def paused_work() -> T:
         pause(settings, ref.point, ref.episode_id)
-        result = work()
-        outcome = "done"
-        return result
+        return work()
+
+    try:
+        return measured(settings, ref.episode_id, ref.stage, paused_work, worker=worker)
     except SoftTimeLimitExceeded:
         fail_timed_out(settings, lease, settings.soft_time_limit_s or settings.stage_time_limit_s)
         raise
     finally:
         heartbeat.stop()
-        record_run(settings, span.end(ref.episode_id, outcome))
         try:
             leases.release(lease)
         except StorageError as exc:  # the lease then expires by itself; its room is looked at again
