@@ -56,39 +56,36 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
         # one more thread meanwhile loads the VAD (needed once the first stretch of a track is decoded), opens the
         # catalog and records the episode (needed when the first track is done), then loads what finishing needs
         # and prepares the show, one after the other, every pool thread being left to a track.
-        ingest_aside, finish_aside = runlog.Aside(), runlog.Aside()  # what the recorder does for each
         ingest = runlog.Span.start(stages.INGEST.name)
-        ingest_run: StageRunRecord | None = None
         try:
-            with ThreadPoolExecutor(max_workers=workers) as threads, ThreadPoolExecutor(max_workers=1) as recorder:
-                try:
-                    room, digest = jobs.load_checked(settings, room_dir)
-                except BaseException:
-                    ingest_run = _ingest_failed(ingest, room_dir)
-                    raise
-                job = jobs.new_job(settings, room, digest, room_dir)
-                ingest_run = ingest.end(job.episode_id)
-                recorder.submit(ingest_aside.timed, vad.warm_up)
-                recorded = recorder.submit(ingest_aside.timed, lambda: stages.with_retries(
-                    stages.INGEST, lambda _final: jobs.record_job(settings, room, digest),
-                    what=f"room {room.id!r}"))
-                recorder.submit(finish_aside.timed, jobs.load_finish_modules)
-                # the show's artwork drawn on a first episode
-                show = recorder.submit(finish_aside.timed, jobs.prepare_show, settings, room.show)
-                try:
-                    keys = _run_tracks(threads, settings, job, recorded=recorded, aside=finish_aside)
-                except BaseException as exc:
-                    threads.shutdown(cancel_futures=True)  # the tracks not started yet never start
-                    jobs.discard_work(settings, job)
-                    if not recorded.exception() and not isinstance(exc, KeyboardInterrupt):
-                        Context.of(settings).catalog.set_failed(job.episode_id, str(exc))
-                    raise
-                finally:
-                    if recorded.exception() is not None:  # the episode could not be recorded: the ingest failed
-                        ingest_run = dataclasses.replace(ingest_run, outcome="failed")
-        finally:
-            if ingest_run is not None:  # a room that fails is paid for too, from its validation on
-                runlog.record_run(settings, runlog.with_cpu(ingest_run, ingest_aside.take()))
+            room, digest = jobs.load_checked(settings, room_dir)
+        except BaseException:
+            _record_failed_ingest(settings, ingest, room_dir)
+            raise
+        job = jobs.new_job(settings, room, digest, room_dir)
+        ingest_run = ingest.end(job.episode_id)
+        ingest_aside, finish_aside = runlog.Aside(), runlog.Aside()  # what the recorder does for each
+        with ThreadPoolExecutor(max_workers=workers) as threads, ThreadPoolExecutor(max_workers=1) as recorder:
+            recorder.submit(ingest_aside.timed, vad.warm_up)
+            recorded = recorder.submit(ingest_aside.timed, lambda: stages.with_retries(
+                stages.INGEST, lambda _final: jobs.record_job(settings, room, digest), what=f"room {room.id!r}"))
+            recorder.submit(finish_aside.timed, jobs.load_finish_modules)
+            # the show's artwork drawn on a first episode
+            show = recorder.submit(finish_aside.timed, jobs.prepare_show, settings, room.show)
+            try:
+                keys = _run_tracks(threads, settings, job, recorded=recorded, aside=finish_aside)
+            except BaseException as exc:
+                threads.shutdown(cancel_futures=True)  # the tracks not started yet never start
+                jobs.discard_work(settings, job)
+                if not recorded.exception() and not isinstance(exc, KeyboardInterrupt):
+                    Context.of(settings).catalog.set_failed(job.episode_id, str(exc))
+                raise
+            finally:
+                # the ingest ends with the episode recorded (after the VAD's load: ingest_aside is whole then); its
+                # run is recorded whether the tracks failed or not, as failed when the episode was not recorded
+                outcome = "done" if recorded.exception() is None else "failed"
+                runlog.record_run(settings, runlog.with_cpu(dataclasses.replace(ingest_run, outcome=outcome),
+                                                            ingest_aside.take()))
         # a show that could not be prepared is prepared again by finish, which records what went wrong
         prepared = None if show.exception() else show.result()
         return _finish(settings, job, keys, aside=finish_aside, show=prepared)
@@ -104,7 +101,7 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
                     ingested = stages.with_retries(stages.INGEST, lambda _final: jobs.ingest(settings, room_dir),
                                                    what=f"room {room_dir.name!r}")
                 except BaseException:
-                    runlog.record_run(settings, _ingest_failed(span, room_dir))  # paid for too
+                    _record_failed_ingest(settings, span, room_dir)
                     raise
                 runlog.record_run(settings, span.end(ingested.episode_id))
                 aside = runlog.Aside()
@@ -122,11 +119,12 @@ def process_room(settings: Settings, room_dir: Path, *, processes: int | None = 
     return summary
 
 
-def _ingest_failed(span: runlog.Span, room_dir: Path) -> StageRunRecord:
-    """The run of an ingest that failed, under the room's id as its manifest gives it (else its folder's name)."""
+def _record_failed_ingest(settings: Settings, span: runlog.Span, room_dir: Path) -> None:
+    """Record the run of an ingest that failed (a room that fails is paid for too), under the room's id as its
+    manifest gives it, else its folder's name."""
     from workers.leases import ingest_ref  # the catalog's modules: never imported by a track's worker process
 
-    return span.end(ingest_ref(str(room_dir)).episode_id, "failed")
+    runlog.record_run(settings, span.end(ingest_ref(str(room_dir)).episode_id, "failed"))
 
 
 def _tracks_on_pool(pool: ProcessPoolExecutor, settings: Settings, job: Job, warming: list[Future[None]],
